@@ -1,0 +1,66 @@
+"""seawall: resilience primitives for sync code, asyncio and trio.
+
+Circuit breakers, retriers, hedgers and token-bucket rate limiters that share one
+instance between threads and tasks, take an injected clock, and report to hooks.
+Everything public is re-exported here; every other module is private.
+"""
+
+from __future__ import annotations
+
+from ._classify import Classification as Classification
+from ._classify import ErrorKind as ErrorKind
+from ._classify import classify as classify
+from ._classify import is_retryable as is_retryable
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
+from ._errors import CircuitOpenError as CircuitOpenError
+from ._errors import RateLimitedError as RateLimitedError
+from ._errors import RejectedError as RejectedError
+from ._errors import ResilienceError as ResilienceError
+from ._errors import WouldBlock as WouldBlock
+from ._hooks import Event as Event
+from ._hooks import Hook as Hook
+
+
+# -- exports: circuit breaker --
+# -- exports: retrier --
+
+__all__ = (
+    "CircuitOpenError",
+    "Classification",
+    "Clock",
+    "ErrorKind",
+    "Event",
+    "Hook",
+    "RateLimitedError",
+    "RejectedError",
+    "ResilienceError",
+    "SystemClock",
+    "WouldBlock",
+    "classify",
+    "is_retryable",
+)
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415 -- only when asked
+
+        return version("seawall")
+    msg = f"module 'seawall' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def _fix_module_names() -> None:
+    # Tracebacks, pickle and documentation show the public path, e.g. seawall.Retrier.
+    namespace = globals()
+    for public_name in __all__:
+        obj = namespace[public_name]
+        if getattr(obj, "__module__", "").startswith("seawall._"):
+            try:
+                obj.__module__ = __name__
+            except (AttributeError, TypeError):  # aliases such as Hook have no __module__ slot
+                continue
+
+
+_fix_module_names()

@@ -1,0 +1,75 @@
+"""Time, injected: every primitive reads the time and sleeps through a `Clock`.
+
+This is the only module of seawall that touches the real clock. Tests and users swap
+it for `seawall.testing.FakeClock`, which moves virtual time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, final, runtime_checkable
+
+import anyio
+
+
+__all__ = ("Clock", "SystemClock", "resolve_clock")
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The time source and the sleeper of a primitive.
+
+    One clock serves a primitive's sync and async callers alike, so ``now`` must be on
+    the same timeline as the waits of both ``sleep`` and ``asleep``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def now(self) -> float:
+        """Return the current time in seconds on a monotonic timeline."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for *seconds*."""
+        ...
+
+    async def asleep(self, seconds: float) -> None:
+        """Suspend the calling task for *seconds* (asyncio or trio, through anyio)."""
+        ...
+
+
+@final
+class SystemClock:
+    """The real clock: `time.monotonic`, `time.sleep` and `anyio.sleep`.
+
+    anyio's sleep is measured against the event loop's clock, which on asyncio and
+    trio is monotonic as well, so the sync and async waits share one timeline.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ()
+
+    # Bound as plain attributes so a call costs one C call, not a Python frame.
+    now = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+    async def asleep(self, seconds: float) -> None:
+        """Suspend the calling task for *seconds*; always a checkpoint."""
+        await anyio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def resolve_clock(clock: Clock | None) -> Clock:
+    """Return *clock*, or the shared `SystemClock` when it is ``None``."""
+    if clock is None:
+        return SYSTEM_CLOCK
+    if not isinstance(clock, Clock):
+        msg = f"clock must provide now(), sleep() and asleep(); got {type(clock).__name__}"
+        raise TypeError(msg)
+    return clock

@@ -1,0 +1,325 @@
+"""Tests of seawall.testing: the virtual clock and the recording hook."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import seawall
+from seawall._hooks import Event, emit, normalize_hooks
+from seawall.testing import FakeClock, RecordingHook
+
+
+class TestFakeClockSync:
+    """The sync face of FakeClock."""
+
+    def test_starts_at_start(self) -> None:
+        """now() starts where the constructor says."""
+        assert FakeClock().now() == 0.0
+        assert FakeClock(12.5).now() == 12.5
+
+    def test_sleep_moves_time_and_records(self) -> None:
+        """sleep() jumps virtual time forward and is recorded."""
+        clock = FakeClock()
+        clock.sleep(1.5)
+        clock.sleep(0)
+        assert clock.now() == 1.5
+        assert clock.sleeps == [1.5, 0]
+
+    def test_advance_moves_time_without_recording(self) -> None:
+        """advance() is the test's own jump and is not a sleep."""
+        clock = FakeClock()
+        clock.advance(3)
+        assert clock.now() == 3.0
+        assert clock.sleeps == []
+
+    @pytest.mark.parametrize("bad", [-1, float("nan")])
+    def test_rejects_bad_durations(self, bad: float) -> None:
+        """Negative or NaN durations name the parameter."""
+        clock = FakeClock()
+        with pytest.raises(ValueError, match="seconds must be >= 0"):
+            clock.sleep(bad)
+        with pytest.raises(ValueError, match="seconds must be >= 0"):
+            clock.advance(bad)
+
+    def test_rejects_non_numbers(self) -> None:
+        """A non-number duration is a TypeError naming the parameter."""
+        with pytest.raises(TypeError, match="seconds must be a number"):
+            FakeClock().sleep("1")  # type: ignore[arg-type]
+
+    def test_rejects_infinite_start(self) -> None:
+        """The start time must be finite."""
+        with pytest.raises(ValueError, match="start must be a finite"):
+            FakeClock(float("inf"))
+
+    def test_threads_sleep_without_losing_time(self) -> None:
+        """Concurrent sync sleeps from many threads add up exactly."""
+        clock = FakeClock()
+
+        def worker() -> None:
+            for _ in range(1000):
+                clock.sleep(0.5)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert clock.now() == 8 * 1000 * 0.5
+        assert len(clock.sleeps) == 8000
+
+    def test_is_a_clock(self) -> None:
+        """FakeClock satisfies the public Clock protocol."""
+        assert isinstance(FakeClock(), seawall.Clock)
+
+    def test_repr(self) -> None:
+        """repr shows the virtual time."""
+        assert repr(FakeClock(2.0)) == "FakeClock(now=2.0, autojump=True, sleeping_tasks=0)"
+
+    @given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=50))
+    def test_time_is_the_sum_of_sleeps(self, durations: list[float]) -> None:
+        """Virtual time after sync sleeps is their sum, and never goes backwards."""
+        clock = FakeClock()
+        previous = clock.now()
+        for duration in durations:
+            clock.sleep(duration)
+            assert clock.now() >= previous
+            previous = clock.now()
+        assert clock.now() == pytest.approx(sum(durations))
+
+
+@pytest.mark.anyio
+class TestFakeClockAsync:
+    """The async face of FakeClock, on asyncio and trio."""
+
+    async def test_single_sleep_jumps(self, clock: FakeClock) -> None:
+        """A lone sleeper moves time to its deadline at once."""
+        await clock.asleep(10)
+        assert clock.now() == 10
+        assert clock.sleeps == [10]
+
+    async def test_zero_sleep_is_a_checkpoint(self, clock: FakeClock) -> None:
+        """asleep(0) does not move time but still yields to the scheduler."""
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(anyio.get_cancelled_exc_class()):
+                await clock.asleep(0)
+        assert clock.now() == 0
+
+    async def test_sleepers_wake_in_deadline_order(self, clock: FakeClock) -> None:
+        """Concurrent sleepers wake earliest first, each seeing its own deadline."""
+        woke: list[tuple[str, float]] = []
+
+        async def sleeper(label: str, seconds: float) -> None:
+            await clock.asleep(seconds)
+            woke.append((label, clock.now()))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleeper, "c", 3.0)
+            tg.start_soon(sleeper, "a", 1.0)
+            tg.start_soon(sleeper, "b", 2.0)
+            tg.start_soon(sleeper, "a2", 1.0)
+        # trio starts tasks in no fixed order, so equal deadlines may wake either way.
+        assert sorted(woke[:2]) == [("a", 1.0), ("a2", 1.0)]
+        assert woke[2:] == [("b", 2.0), ("c", 3.0)]
+
+    async def test_chained_sleeps_accumulate(self, clock: FakeClock) -> None:
+        """Tasks that sleep repeatedly interleave on one virtual timeline."""
+        log: list[tuple[str, float]] = []
+
+        async def ticker(label: str, period: float, count: int) -> None:
+            for _ in range(count):
+                await clock.asleep(period)
+                log.append((label, clock.now()))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker, "fast", 1.0, 4)
+            tg.start_soon(ticker, "slow", 1.5, 2)
+        times = [t for _, t in log]
+        assert times == sorted(times)
+        assert ("slow", 3.0) in log
+        assert ("fast", 4.0) in log
+        assert clock.now() == 4.0
+
+    async def test_time_waits_for_busy_tasks(self, clock: FakeClock) -> None:
+        """Time does not jump while another task can still run."""
+        seen: list[float] = []
+
+        async def busy() -> None:
+            for _ in range(100):
+                seen.append(clock.now())
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(busy)
+            tg.start_soon(clock.asleep, 5.0)
+        assert seen == [0.0] * 100
+        assert clock.now() == 5.0
+
+    async def test_cancelled_sleeper_leaves_nothing(self, clock: FakeClock) -> None:
+        """A cancelled sleeper is forgotten and does not hold time back."""
+        with anyio.move_on_after(0) as scope:
+            await clock.asleep(100)
+        assert scope.cancelled_caught
+        assert "sleeping_tasks=0" in repr(clock)
+        await clock.asleep(1)
+        assert clock.now() == 1
+
+    async def test_cancelling_the_driver_hands_over(self, clock: FakeClock) -> None:
+        """When the task driving the clock is cancelled, another sleeper takes over."""
+        done: list[float] = []
+
+        async def long_sleeper() -> None:
+            await clock.asleep(5)
+            done.append(clock.now())
+
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope() as scope:
+                tg.start_soon(long_sleeper)
+                await anyio.lowlevel.checkpoint()
+                scope.cancel()
+                await clock.asleep(1)
+        assert done == [5]
+
+    async def test_manual_mode_waits_for_advance(self) -> None:
+        """With autojump off, only advance() wakes sleepers."""
+        clock = FakeClock(autojump=False)
+        woke: list[float] = []
+
+        async def sleeper() -> None:
+            await clock.asleep(2)
+            woke.append(clock.now())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleeper)
+            for _ in range(10):
+                await anyio.lowlevel.checkpoint()
+            assert woke == []
+            clock.advance(1)
+            for _ in range(10):
+                await anyio.lowlevel.checkpoint()
+            assert woke == []
+            clock.advance(1)
+        assert woke == [2]
+
+    async def test_many_tasks(self, clock: FakeClock) -> None:
+        """A thousand sleepers wake in deadline order on one timeline."""
+        woke: list[float] = []
+
+        async def sleeper(seconds: float) -> None:
+            await clock.asleep(seconds)
+            woke.append(clock.now())
+
+        async with anyio.create_task_group() as tg:
+            for i in range(1000):
+                tg.start_soon(sleeper, (i * 7919 % 1000) / 100)
+        assert woke == sorted(woke)
+        assert len(woke) == 1000
+        assert clock.now() == 9.99
+
+
+class TestRecordingHook:
+    """RecordingHook and the hook dispatcher."""
+
+    def test_records_and_filters(self) -> None:
+        """Events are kept in order and can be filtered by type."""
+        hook = RecordingHook()
+        first, second = Event(name="a"), Event(name="b")
+        emit((hook,), first)
+        emit((hook,), second)
+        assert hook.events == [first, second]
+        assert hook.of_type(Event) == [first, second]
+        assert repr(hook) == "RecordingHook(events=2)"
+        hook.clear()
+        assert hook.events == []
+
+    def test_raising_hook_is_logged_not_raised(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A hook that raises is logged with its traceback; later hooks still run."""
+        after = RecordingHook()
+
+        def broken(event: Event) -> None:
+            raise RuntimeError("hook bug")
+
+        emit((broken, after), Event(name="x"))
+        assert after.events == [Event(name="x")]
+        assert "hook bug" in caplog.text
+        assert caplog.records[0].name == "seawall"
+
+    def test_normalize_hooks(self) -> None:
+        """Hooks are validated and frozen into a tuple."""
+        hook = RecordingHook()
+        assert normalize_hooks(None) == ()
+        assert normalize_hooks([hook]) == (hook,)
+        with pytest.raises(TypeError, match="not a single callable"):
+            normalize_hooks(hook)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"hooks\[1\] must be callable"):
+            normalize_hooks([hook, 3])  # type: ignore[list-item]
+
+
+class TestValidate:
+    """The shared argument checks."""
+
+    def test_durations(self) -> None:
+        """Durations accept numbers and timedeltas and name the parameter when wrong."""
+        from seawall._validate import to_seconds
+
+        assert to_seconds("timeout", timedelta(milliseconds=250)) == 0.25
+        assert to_seconds("timeout", 2) == 2.0
+        with pytest.raises(ValueError, match="timeout must be > 0"):
+            to_seconds("timeout", 0, allow_zero=False)
+        with pytest.raises(ValueError, match="delay must be >= 0"):
+            to_seconds("delay", -1)
+        with pytest.raises(TypeError, match="delay must be a number of seconds"):
+            to_seconds("delay", "1")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="delay must be a number of seconds"):
+            to_seconds("delay", True)
+
+    def test_ints_and_fractions(self) -> None:
+        """Integer and fraction checks name the parameter."""
+        from seawall._validate import check_fraction, check_positive_int
+
+        assert check_positive_int("n", 3) == 3
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            check_positive_int("n", 0)
+        with pytest.raises(TypeError, match="n must be an int"):
+            check_positive_int("n", 1.5)  # type: ignore[arg-type]
+        assert check_fraction("rate", 0.5) == 0.5
+        assert check_fraction("rate", 0, allow_zero=True) == 0.0
+        with pytest.raises(ValueError, match=r"rate must be in \(0, 1\]"):
+            check_fraction("rate", 0)
+        with pytest.raises(ValueError, match=r"rate must be in \[0, 1\]"):
+            check_fraction("rate", 1.5, allow_zero=True)
+        with pytest.raises(TypeError, match="rate must be a number"):
+            check_fraction("rate", "x")  # type: ignore[arg-type]
+
+
+class TestSystemClock:
+    """The real clock, checked without waiting on it."""
+
+    def test_is_monotonic_and_a_clock(self) -> None:
+        """SystemClock reads a non-decreasing time and satisfies Clock."""
+        clock = seawall.SystemClock()
+        first = clock.now()
+        assert clock.now() >= first
+        assert isinstance(clock, seawall.Clock)
+        assert repr(clock) == "SystemClock()"
+
+    def test_resolve_clock(self) -> None:
+        """None means the system clock; a non-clock is a TypeError naming the parameter."""
+        from seawall._clock import SYSTEM_CLOCK, resolve_clock
+
+        assert resolve_clock(None) is SYSTEM_CLOCK
+        fake = FakeClock()
+        assert resolve_clock(fake) is fake
+        with pytest.raises(TypeError, match="clock must provide"):
+            resolve_clock(object())  # type: ignore[arg-type]
+
+    @pytest.mark.anyio
+    async def test_zero_async_sleep(self, anyio_backend: str) -> None:
+        """A zero-second async sleep on the real clock returns at once."""
+        await seawall.SystemClock().asleep(0)
