@@ -21,20 +21,37 @@ from ._errors import WouldBlock as WouldBlock
 from ._hooks import Event as Event
 from ._hooks import Hook as Hook
 
-
-# -- exports: circuit breaker --
 # -- exports: retrier --
+from ._retry import Attempt as Attempt
+from ._retry import GiveUpReason as GiveUpReason
+from ._retry import Jitter as Jitter
+from ._retry import Retrier as Retrier
+from ._retry import RetrierStatistics as RetrierStatistics
+from ._retry import RetryBudget as RetryBudget
+from ._retry import RetryBudgetStatistics as RetryBudgetStatistics
+from ._retry import RetryGaveUp as RetryGaveUp
+from ._retry import RetryScheduled as RetryScheduled
+
 
 __all__ = (
+    "Attempt",
     "CircuitOpenError",
     "Classification",
     "Clock",
     "ErrorKind",
     "Event",
+    "GiveUpReason",
     "Hook",
+    "Jitter",
     "RateLimitedError",
     "RejectedError",
     "ResilienceError",
+    "Retrier",
+    "RetrierStatistics",
+    "RetryBudget",
+    "RetryBudgetStatistics",
+    "RetryGaveUp",
+    "RetryScheduled",
     "SystemClock",
     "WouldBlock",
     "classify",
