@@ -7,6 +7,15 @@ Everything public is re-exported here; every other module is private.
 
 from __future__ import annotations
 
+# -- exports: circuit breaker --
+from ._breaker import CallGuard as CallGuard
+from ._breaker import CallRejected as CallRejected
+from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import CircuitBreakerStatistics as CircuitBreakerStatistics
+from ._breaker import CircuitState as CircuitState
+from ._breaker import CircuitStateChanged as CircuitStateChanged
+from ._breaker import CountWindow as CountWindow
+from ._breaker import TimeWindow as TimeWindow
 from ._classify import Classification as Classification
 from ._classify import ErrorKind as ErrorKind
 from ._classify import classify as classify
@@ -35,9 +44,16 @@ from ._retry import RetryScheduled as RetryScheduled
 
 __all__ = (
     "Attempt",
+    "CallGuard",
+    "CallRejected",
+    "CircuitBreaker",
+    "CircuitBreakerStatistics",
     "CircuitOpenError",
+    "CircuitState",
+    "CircuitStateChanged",
     "Classification",
     "Clock",
+    "CountWindow",
     "ErrorKind",
     "Event",
     "GiveUpReason",
@@ -53,6 +69,7 @@ __all__ = (
     "RetryGaveUp",
     "RetryScheduled",
     "SystemClock",
+    "TimeWindow",
     "WouldBlock",
     "classify",
     "is_retryable",
