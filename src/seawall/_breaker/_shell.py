@@ -12,7 +12,6 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
 
-
 from seawall._clock import Clock, resolve_clock
 from seawall._errors import CircuitOpenError
 from seawall._hooks import Hook, emit, normalize_hooks
