@@ -30,6 +30,15 @@ from ._errors import WouldBlock as WouldBlock
 from ._hooks import Event as Event
 from ._hooks import Hook as Hook
 
+# -- exports: rate limiters --
+from ._limit import AcquireCancelled as AcquireCancelled
+from ._limit import AcquireWaited as AcquireWaited
+from ._limit import KeyedRateLimiter as KeyedRateLimiter
+from ._limit import KeyedRateLimiterStatistics as KeyedRateLimiterStatistics
+from ._limit import RateLimited as RateLimited
+from ._limit import RateLimiter as RateLimiter
+from ._limit import RateLimiterStatistics as RateLimiterStatistics
+
 # -- exports: retrier --
 from ._retry import Attempt as Attempt
 from ._retry import GiveUpReason as GiveUpReason
@@ -43,6 +52,8 @@ from ._retry import RetryScheduled as RetryScheduled
 
 
 __all__ = (
+    "AcquireCancelled",
+    "AcquireWaited",
     "Attempt",
     "CallGuard",
     "CallRejected",
@@ -59,7 +70,12 @@ __all__ = (
     "GiveUpReason",
     "Hook",
     "Jitter",
+    "KeyedRateLimiter",
+    "KeyedRateLimiterStatistics",
+    "RateLimited",
     "RateLimitedError",
+    "RateLimiter",
+    "RateLimiterStatistics",
     "RejectedError",
     "ResilienceError",
     "Retrier",
