@@ -35,9 +35,13 @@ from ._limit import AcquireCancelled as AcquireCancelled
 from ._limit import AcquireWaited as AcquireWaited
 from ._limit import KeyedRateLimiter as KeyedRateLimiter
 from ._limit import KeyedRateLimiterStatistics as KeyedRateLimiterStatistics
+from ._limit import LLMLease as LLMLease
+from ._limit import LLMRateLimiter as LLMRateLimiter
+from ._limit import LLMRateLimiterStatistics as LLMRateLimiterStatistics
 from ._limit import RateLimited as RateLimited
 from ._limit import RateLimiter as RateLimiter
 from ._limit import RateLimiterStatistics as RateLimiterStatistics
+from ._limit import TokensSettled as TokensSettled
 
 # -- exports: retrier --
 from ._retry import Attempt as Attempt
@@ -72,6 +76,9 @@ __all__ = (
     "Jitter",
     "KeyedRateLimiter",
     "KeyedRateLimiterStatistics",
+    "LLMLease",
+    "LLMRateLimiter",
+    "LLMRateLimiterStatistics",
     "RateLimited",
     "RateLimitedError",
     "RateLimiter",
@@ -86,6 +93,7 @@ __all__ = (
     "RetryScheduled",
     "SystemClock",
     "TimeWindow",
+    "TokensSettled",
     "WouldBlock",
     "classify",
     "is_retryable",
