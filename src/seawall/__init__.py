@@ -27,6 +27,14 @@ from ._errors import RateLimitedError as RateLimitedError
 from ._errors import RejectedError as RejectedError
 from ._errors import ResilienceError as ResilienceError
 from ._errors import WouldBlock as WouldBlock
+
+# -- exports: hedger --
+from ._hedge import AdaptiveDelay as AdaptiveDelay
+from ._hedge import HedgeLaunched as HedgeLaunched
+from ._hedge import Hedger as Hedger
+from ._hedge import HedgeReason as HedgeReason
+from ._hedge import HedgerStatistics as HedgerStatistics
+from ._hedge import HedgeWon as HedgeWon
 from ._hooks import Event as Event
 from ._hooks import Hook as Hook
 
@@ -58,6 +66,7 @@ from ._retry import RetryScheduled as RetryScheduled
 __all__ = (
     "AcquireCancelled",
     "AcquireWaited",
+    "AdaptiveDelay",
     "Attempt",
     "CallGuard",
     "CallRejected",
@@ -72,6 +81,11 @@ __all__ = (
     "ErrorKind",
     "Event",
     "GiveUpReason",
+    "HedgeLaunched",
+    "HedgeReason",
+    "HedgeWon",
+    "Hedger",
+    "HedgerStatistics",
     "Hook",
     "Jitter",
     "KeyedRateLimiter",

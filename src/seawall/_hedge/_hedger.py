@@ -1,0 +1,324 @@
+"""`Hedger`: the public face of hedging, shared by threads, asyncio tasks and trio tasks."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
+
+from seawall._classify import is_retryable as default_is_retryable
+from seawall._clock import resolve_clock
+from seawall._hedge._async import EMPTY, AsyncCall, close_stream
+from seawall._hedge._engine import HedgeEngine
+from seawall._hedge._options import (
+    DEFAULT_BUDGET_CAP,
+    DEFAULT_CANCEL_TIMEOUT,
+    DEFAULT_DELAY,
+    DEFAULT_MAX_HEDGES,
+    DEFAULT_NAME,
+    AdaptiveDelay,
+    build_options,
+)
+from seawall._hedge._sync import SyncCall
+from seawall._hooks import normalize_hooks
+
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+    from datetime import timedelta
+
+    from seawall._clock import Clock
+    from seawall._hedge._events import HedgerStatistics
+    from seawall._hooks import Hook
+
+
+__all__ = ("Hedger",)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Y = TypeVar("Y")
+
+
+@final
+class Hedger:
+    """Cut tail latency by racing a slow call against extra copies of itself ("hedges").
+
+    The primary attempt starts at once. If it has no result after ``delay`` seconds a
+    hedge starts, and another after each further ``delay``, up to ``max_hedges``
+    hedges; a retryable failure (``is_retryable``) of an attempt starts a hedge at once
+    instead. The first attempt to succeed wins and the others are cancelled. One
+    instance models one dependency: share it between threads and tasks, sync and async
+    callers::
+
+        hedger = seawall.Hedger(delay=0.2, max_hedges=1, name="search")
+
+        result = await hedger.acall(client.search, query)  # asyncio or trio
+        result = hedger.call(sync_client.search, query)  # worker threads
+
+        async for chunk in hedger.astream(model.stream, prompt):  # time to first chunk
+            ...
+
+
+        @hedger  # sync functions, coroutine functions, async generator functions
+        async def search(query: str) -> list[str]: ...
+
+    Only hedge idempotent operations: several copies of the call may run, and in the
+    sync shell a loser may run to completion.
+
+    **Failures.** A retryable failure starts a hedge at once (within ``max_hedges`` and
+    the budget). A failure that is not retryable starts none, and stops further hedging
+    in that call; the call still waits for attempts already running, and ends at once
+    when none is (a primary failing with a caller error and nothing else running fails
+    the call straight away). When every attempt fails, the primary's exception
+    propagates, the same object, with each other attempt's exception attached as a note
+    (Python 3.11+). Cancellation, `KeyboardInterrupt` and `SystemExit` are never
+    failures.
+
+    **Adaptive delay.** With ``adaptive=AdaptiveDelay(...)`` the delay becomes a
+    percentile (e.g. p95) of the latencies of recent successful calls (the winning
+    attempt's, measured from its own start), clamped to ``[floor, ceiling]``, once
+    ``min_samples`` are known; until then ``delay`` applies.
+
+    **Budget.** With ``budget=0.05``, every call earns 0.05 tokens (the bucket holds at
+    most ``budget_cap`` and starts full) and every hedge spends one: over *n* calls at
+    most ``budget_cap + 0.05 * n`` hedges are launched. A call whose hedge the budget
+    refuses launches no more hedges. The bucket is shared by all callers and
+    thread-safe.
+
+    **Async losers** (`acall`, `astream`, async decorators): each attempt is a task of an
+    anyio task group opened by the call, whose host (the caller's task) waits for
+    outcomes and hedge times and launches hedges. On a verdict the group's scope is
+    cancelled and the losers are awaited before the call returns, on asyncio and trio
+    alike: structured concurrency leaves no task behind, so nothing is abandoned. A
+    loser that ignores or shields cancellation keeps the call waiting; after
+    ``cancel_timeout`` seconds a warning naming the stuck attempts is logged on the
+    ``seawall`` logger, and the call goes on waiting for them. Cancelling the caller
+    cancels every attempt.
+
+    **Streams** (`astream`, async generator functions): an attempt succeeds when its
+    stream yields its first chunk (or ends empty). The winner is committed to; the
+    others are closed with ``aclose`` inside the race, which ends before the first
+    chunk is yielded to the caller. Hedging never happens after the first chunk.
+
+    **Sync losers** (`call`, sync decorators) run in worker threads, which cannot be
+    interrupted: an attempt still queued is cancelled, a running one is abandoned and
+    its result (or exception) is dropped when it arrives. The pool is created on the
+    first sync call (none at construction), holds up to ``max_workers`` threads
+    (default ``8 * (max_hedges + 1)``), started on demand; abandoned losers occupy a
+    worker until they finish, and attempts beyond the pool's size queue. The caller
+    waits on an OS condition bounded by the clock's time left with `SystemClock`; with
+    another clock (e.g. `seawall.testing.FakeClock`) a helper thread sleeps on the clock
+    instead, so virtual time drives sync hedging too. `close` shuts the pool down.
+
+    Args:
+        delay: Seconds without a result before a hedge starts, or a `timedelta`
+            (default 0.2 s).
+        max_hedges: The most attempts beyond the primary, >= 0 (default 1); 0 never
+            hedges.
+        adaptive: An `AdaptiveDelay` to hedge at an observed latency percentile, or
+            ``None`` (default) for the fixed *delay*.
+        budget: Hedge tokens earned per call, in (0, 1], or ``None`` (default) for no
+            budget.
+        budget_cap: The most hedge tokens kept, >= 1 (default 10).
+        cancel_timeout: Seconds to wait for cancelled async losers before logging a
+            warning (default 1 s).
+        is_retryable: Predicate over an attempt's exception: whether a hedge should
+            start at once (default `seawall.is_retryable`).
+        max_workers: Threads of the sync shell's pool (default ``8 * (max_hedges + 1)``).
+        hooks: Callables that receive `HedgeLaunched` and `HedgeWon` events (default
+            none). A hook that raises is logged and ignored.
+        name: The name reported in events, notes, logs and statistics (default
+            ``"hedger"``).
+        clock: The clock that times the delays (default: the system clock);
+            `seawall.testing.FakeClock` in tests.
+
+    Raises:
+        TypeError: If an argument has the wrong type; the message names it.
+        ValueError: If an argument is out of range; the message names it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_engine",)
+
+    def __init__(
+        self,
+        *,
+        delay: float | timedelta = DEFAULT_DELAY,
+        max_hedges: int = DEFAULT_MAX_HEDGES,
+        adaptive: AdaptiveDelay | None = None,
+        budget: float | None = None,
+        budget_cap: float = DEFAULT_BUDGET_CAP,
+        cancel_timeout: float | timedelta = DEFAULT_CANCEL_TIMEOUT,
+        is_retryable: Callable[[Exception], object] = default_is_retryable,
+        max_workers: int | None = None,
+        hooks: Iterable[Hook] | None = None,
+        name: str = DEFAULT_NAME,
+        clock: Clock | None = None,
+    ) -> None:
+        options = build_options(
+            delay=delay,
+            max_hedges=max_hedges,
+            adaptive=adaptive,
+            budget=budget,
+            budget_cap=budget_cap,
+            cancel_timeout=cancel_timeout,
+            max_workers=max_workers,
+        )
+        if not callable(is_retryable):
+            raise TypeError(f"is_retryable must be callable, got {type(is_retryable).__name__}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if not name:
+            raise ValueError("name must not be empty")
+        self._engine = HedgeEngine(
+            name=name,
+            options=options,
+            is_retryable=is_retryable,
+            hooks=normalize_hooks(hooks),
+            clock=resolve_clock(clock),
+        )
+
+    @property
+    def name(self) -> str:
+        """The hedger's name."""
+        return self._engine.name
+
+    @property
+    def clock(self) -> Clock:
+        """The clock that times the hedge delays."""
+        return self._engine.clock
+
+    def statistics(self) -> HedgerStatistics:
+        """Return a snapshot of the hedger's counters (see `HedgerStatistics`)."""
+        return self._engine.statistics()
+
+    def close(self) -> None:
+        """Shut the sync shell's worker pool down, without waiting for running attempts.
+
+        Queued attempts are cancelled. A later sync call creates a new pool; async
+        calls never need one.
+        """
+        self._engine.close()
+
+    def __repr__(self) -> str:
+        engine = self._engine
+        options = engine.options
+        return (
+            f"Hedger(name={engine.name!r}, delay={options.delay!r}, "
+            f"max_hedges={options.max_hedges}, adaptive={options.adaptive!r}, "
+            f"budget={options.budget!r}, current_delay={engine.current_delay()!r})"
+        )
+
+    # -- async -------------------------------------------------------------------------
+
+    async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn(*args, **kwargs)``, hedged; *fn* is called once per attempt.
+
+        Returns:
+            The result of the first attempt to succeed.
+
+        Raises:
+            Exception: The primary attempt's exception, when every attempt failed.
+        """
+        call: AsyncCall[T] = AsyncCall(self._engine, fn, args, kwargs, stream=False)
+        return await call.outcome()
+
+    async def astream(
+        self, fn: Callable[P, AsyncIterator[Y]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncGenerator[Y, None]:
+        """Yield the chunks of ``fn(*args, **kwargs)``, hedged on the time to first chunk.
+
+        *fn* returns an async iterator (an async generator, typically) and is called
+        once per attempt. The first stream to yield wins; the others are closed before
+        its first chunk is yielded here. The winner is closed when this generator is.
+
+        Raises:
+            Exception: The primary attempt's exception, when every attempt failed
+                before its first chunk; after that, whatever the winning stream raises.
+        """
+        call: AsyncCall[object] = AsyncCall(self._engine, fn, args, kwargs, stream=True)
+        stream, first = await call.open_stream()
+        iterator = cast("AsyncIterator[Y]", stream)
+        try:
+            if first is not EMPTY:
+                yield cast("Y", first)
+                async for chunk in iterator:
+                    yield chunk
+        finally:
+            await close_stream(iterator, self._engine.name)
+
+    # -- sync --------------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn(*args, **kwargs)`` in worker threads, hedged, and return the winner's result.
+
+        Returns:
+            The result of the first attempt to succeed.
+
+        Raises:
+            Exception: The primary attempt's exception, when every attempt failed.
+        """
+        return SyncCall(self._engine, fn, args, kwargs).outcome()
+
+    # -- decorator ---------------------------------------------------------------------
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        """Decorate *fn* so that each call is hedged.
+
+        Sync functions go through `call`, coroutine functions through `acall`, async
+        generator functions through `astream`. The kind is decided once, here; the
+        wrapper keeps *fn*'s name, docstring and signature.
+
+        Raises:
+            TypeError: If *fn* is not callable, or is a sync generator function.
+        """
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        if inspect.isgeneratorfunction(fn):
+            raise TypeError(f"cannot hedge the sync generator function {fn!r}")
+        wrapper: Callable[..., object]
+        if inspect.isasyncgenfunction(fn):
+            wrapper = self._wrap_stream(cast("Callable[..., AsyncIterator[Any]]", fn))
+        elif _is_async_callable(fn):
+            wrapper = self._wrap_coroutine(cast("Callable[..., Awaitable[Any]]", fn))
+        else:
+            wrapper = self._wrap_function(fn)
+        return cast("Callable[P, T]", functools.update_wrapper(wrapper, fn))
+
+    def _wrap_function(self, fn: Callable[P, T]) -> Callable[P, T]:
+        engine = self._engine
+
+        def hedged(*args: P.args, **kwargs: P.kwargs) -> T:
+            return SyncCall(engine, fn, args, kwargs).outcome()
+
+        return hedged
+
+    def _wrap_coroutine(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        engine = self._engine
+
+        async def hedged(*args: Any, **kwargs: Any) -> T:
+            call: AsyncCall[T] = AsyncCall(engine, fn, args, kwargs, stream=False)
+            return await call.outcome()
+
+        return hedged
+
+    def _wrap_stream(self, fn: Callable[..., AsyncIterator[Y]]) -> Callable[..., AsyncIterator[Y]]:
+        astream = self.astream
+
+        async def hedged(*args: Any, **kwargs: Any) -> AsyncGenerator[Y, None]:
+            async with aclosing(astream(fn, *args, **kwargs)) as stream:
+                async for chunk in stream:
+                    yield chunk
+
+        return hedged
+
+
+def _is_async_callable(fn: object) -> bool:
+    # An instance whose class defines `async def __call__` is async too; a class never is.
+    if isinstance(fn, type):
+        return False
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        inspect.getattr_static(fn, "__call__", None)
+    )

@@ -1,0 +1,171 @@
+"""The hedger's sync shell: attempts in worker threads, the caller waits for outcomes.
+
+The caller's thread drives the core: it submits attempts to the hedger's worker pool,
+then waits on a condition that the attempts' completion callbacks notify. It waits
+for the core's next hedge time as follows, chosen once per call from the clock:
+
+* with `seawall.SystemClock`, a real OS wait on the condition, bounded by the time
+  left (``until - clock.now()``): it wakes at the first completion or at the deadline;
+* with any other clock (e.g. `seawall.testing.FakeClock`), a helper thread calls the
+  clock's ``sleep`` for the time left and then notifies the condition, while the caller
+  waits on the condition alone. A virtual clock's ``sleep`` returns at once, so time is
+  whatever the clock says: tests decide when a hedge is due without any real wait.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
+
+from seawall._clock import SystemClock
+from seawall._hedge._core import SUCCEEDED, Fail, Wait, Win
+
+
+if TYPE_CHECKING:
+    import concurrent.futures
+    from collections.abc import Callable
+
+    from seawall._hedge._engine import HedgeEngine
+
+
+__all__ = ("SyncCall",)
+
+T = TypeVar("T")
+
+_Outcome = tuple[int, BaseException | None, Any]
+
+
+@final
+class SyncCall(Generic[T]):
+    """The state of one sync hedged call; never shared with another call."""
+
+    __slots__ = (
+        "args",
+        "armed",
+        "cond",
+        "ended",
+        "engine",
+        "errors",
+        "fn",
+        "futures",
+        "inbox",
+        "kwargs",
+        "run",
+        "start",
+        "starts",
+        "values",
+    )
+
+    def __init__(
+        self,
+        engine: HedgeEngine,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.engine = engine
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.cond = threading.Condition(threading.Lock())
+        self.inbox: list[_Outcome] = []
+        self.futures: list[concurrent.futures.Future[T]] = []
+        self.errors: list[BaseException | None] = []
+        self.values: list[Any] = []
+        self.starts: list[float] = []
+        self.ended = False
+        self.armed: float | None = None
+        self.run, self.start = engine.begin()
+
+    def outcome(self) -> T:
+        """Run the call to its end; return the winner's result or raise.
+
+        On the way out (also when the caller is interrupted), attempts still queued
+        are cancelled and running ones abandoned: their outcomes are dropped.
+        """
+        try:
+            self._launch(0, at=self.start)
+            return self._drive()
+        finally:
+            with self.cond:
+                self.ended = True
+            for future in self.futures:
+                future.cancel()
+
+    def _drive(self) -> T:
+        engine = self.engine
+        clock = engine.clock
+        run = self.run
+        cond = self.cond
+        real_time = type(clock) is SystemClock
+        while True:
+            with cond:
+                inbox, self.inbox = self.inbox, []
+            now = clock.now()
+            for index, error, value in inbox:
+                if error is None:
+                    self.values[index] = value
+                    run.completed(index, SUCCEEDED)
+                elif isinstance(error, Exception):
+                    self.errors[index] = error
+                    run.completed(index, engine.classify(error))
+                else:  # KeyboardInterrupt or SystemExit raised in a worker: not a failure.
+                    raise error
+            decision = engine.advance(run, now, self._launch)
+            if type(decision) is Win:
+                attempt = decision.attempt
+                engine.won(run, attempt, now - self.starts[attempt], now - self.start)
+                return cast("T", self.values[attempt])
+            if type(decision) is Fail:
+                raise engine.failed(self.errors)
+            until = cast("Wait", decision).until
+            with cond:
+                if self.inbox:
+                    continue
+                if until is None:
+                    cond.wait()
+                elif real_time:
+                    cond.wait(until - clock.now())
+                else:
+                    self._arm_locked(until - now)
+                    cond.wait()
+
+    def _launch(self, index: int, at: float | None = None) -> None:
+        self.errors.append(None)
+        self.values.append(None)
+        self.starts.append(self.engine.clock.now() if at is None else at)
+        future = self.engine.executor().submit(self.fn, *self.args, **self.kwargs)
+        self.futures.append(future)
+        future.add_done_callback(lambda done: self._done(index, done))
+
+    def _done(self, index: int, future: concurrent.futures.Future[T]) -> None:
+        # Runs in the worker thread (or here, if it was already done). Retrieving the
+        # exception marks it as seen even when the call has moved on.
+        if future.cancelled():
+            return
+        error = future.exception()
+        value = None if error is not None else future.result()
+        with self.cond:
+            if self.ended:
+                return  # a loser's late outcome: dropped
+            self.inbox.append((index, error, value))
+            self.cond.notify()
+
+    def _arm_locked(self, seconds: float) -> None:
+        # One helper thread per distinct deadline; it only sleeps on the clock.
+        if self.armed is not None:
+            return
+        self.armed = seconds
+        thread = threading.Thread(
+            target=self._tick,
+            args=(seconds,),
+            name=f"seawall-hedger-{self.engine.name}-timer",
+            daemon=True,
+        )
+        thread.start()
+
+    def _tick(self, seconds: float) -> None:
+        self.engine.clock.sleep(seconds)
+        with self.cond:
+            self.armed = None
+            self.cond.notify()
