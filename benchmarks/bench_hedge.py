@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import anyio
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
@@ -31,6 +32,15 @@ def test_async_create_task_and_wait(benchmark: BenchmarkFixture) -> None:
         return await asyncio.get_running_loop().create_task(awork())
 
     bench_async(benchmark, task_and_wait)
+
+
+@pytest.mark.benchmark(group=ASYNC)
+def test_async_anyio_task_group_and_wait(benchmark: BenchmarkFixture) -> None:
+    async def task_group_and_wait() -> None:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(awork)
+
+    bench_async(benchmark, task_group_and_wait)
 
 
 @pytest.mark.benchmark(group=ASYNC)
