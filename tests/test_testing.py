@@ -323,3 +323,65 @@ class TestSystemClock:
     async def test_zero_async_sleep(self, anyio_backend: str) -> None:
         """A zero-second async sleep on the real clock returns at once."""
         await seawall.SystemClock().asleep(0)
+
+
+class TestSharedHelpers:
+    """Helpers shared by every primitive: names, callables, waiting until a deadline."""
+
+    def test_check_name(self) -> None:
+        """A name must be a non-empty str, and the error says so."""
+        from seawall._validate import check_name
+
+        assert check_name("db") == "db"
+        with pytest.raises(TypeError, match="name must be a str"):
+            check_name(3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="name must not be empty"):
+            check_name("")
+
+    def test_every_primitive_checks_its_name(self) -> None:
+        """Each primitive refuses an empty name, naming the parameter."""
+        for build in (
+            lambda: seawall.CircuitBreaker(name=""),
+            lambda: seawall.Retrier(name=""),
+            lambda: seawall.Hedger(name=""),
+            lambda: seawall.RateLimiter(rate=1, burst=1, name=""),
+            lambda: seawall.KeyedRateLimiter(rate=1, burst=1, name=""),
+            lambda: seawall.LLMRateLimiter(requests_per_minute=1, tokens_per_minute=1, name=""),
+        ):
+            with pytest.raises(ValueError, match="name must not be empty"):
+                build()
+
+    def test_is_async_callable(self) -> None:
+        """Coroutine functions and instances with an async __call__ are async; classes are not."""
+        from seawall._validate import is_async_callable
+
+        async def coroutine_function() -> None:
+            return None
+
+        class AsyncCallable:
+            async def __call__(self) -> None:
+                return None
+
+        assert is_async_callable(coroutine_function)
+        assert is_async_callable(AsyncCallable())
+        assert not is_async_callable(AsyncCallable)
+        assert not is_async_callable(len)
+
+    def test_sleep_until_sleeps_the_remainder(self) -> None:
+        """sleep_until sleeps exactly what is left, and not at all when it is late."""
+        from seawall._clock import sleep_until
+
+        clock = FakeClock(1.0)
+        sleep_until(clock, 3.5)
+        sleep_until(clock, 2.0)
+        assert clock.sleeps == [2.5]
+        assert clock.now() == 3.5
+
+    @pytest.mark.anyio
+    async def test_asleep_until_sleeps_the_remainder(self, clock: FakeClock) -> None:
+        """asleep_until sleeps exactly what is left, within the slack."""
+        from seawall._clock import asleep_until
+
+        await asleep_until(clock, 2.0)
+        await asleep_until(clock, 2.0 + 1e-12, slack=1e-9)
+        assert clock.sleeps == [2.0]

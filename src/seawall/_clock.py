@@ -12,7 +12,7 @@ from typing import Protocol, final, runtime_checkable
 import anyio
 
 
-__all__ = ("Clock", "SystemClock", "resolve_clock")
+__all__ = ("Clock", "SystemClock", "asleep_until", "resolve_clock", "sleep_until")
 
 
 @runtime_checkable
@@ -73,3 +73,25 @@ def resolve_clock(clock: Clock | None) -> Clock:
         msg = f"clock must provide now(), sleep() and asleep(); got {type(clock).__name__}"
         raise TypeError(msg)
     return clock
+
+
+def sleep_until(clock: Clock, deadline: float, slack: float = 0.0) -> None:
+    """Block until *clock* reads within *slack* seconds of *deadline*.
+
+    A loop, because a real sleep may end a little early.
+    """
+    remaining = deadline - clock.now()
+    while remaining > slack:
+        clock.sleep(remaining)
+        remaining = deadline - clock.now()
+
+
+async def asleep_until(clock: Clock, deadline: float, slack: float = 0.0) -> None:
+    """Suspend the task until *clock* reads within *slack* seconds of *deadline*.
+
+    Not a checkpoint when the deadline has already come.
+    """
+    remaining = deadline - clock.now()
+    while remaining > slack:
+        await clock.asleep(remaining)
+        remaining = deadline - clock.now()

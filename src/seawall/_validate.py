@@ -6,11 +6,19 @@ primitive is built, never on the hot path.
 
 from __future__ import annotations
 
+import inspect
 import math
 from datetime import timedelta
 
 
-__all__ = ("check_fraction", "check_positive_int", "to_seconds")
+__all__ = (
+    "check_callable",
+    "check_fraction",
+    "check_name",
+    "check_positive_int",
+    "is_async_callable",
+    "to_seconds",
+)
 
 
 def to_seconds(
@@ -56,3 +64,35 @@ def check_fraction(name: str, value: float, *, allow_zero: bool = False) -> floa
         msg = f"{name} must be in {interval}, got {value!r}"
         raise ValueError(msg)
     return float(value)
+
+
+def check_name(name: str) -> str:
+    """Check a primitive's ``name``: a non-empty str (it appears in errors and events)."""
+    if not isinstance(name, str):
+        msg = f"name must be a str, got {type(name).__name__}"
+        raise TypeError(msg)
+    if not name:
+        msg = "name must not be empty"
+        raise ValueError(msg)
+    return name
+
+
+def check_callable(name: str, value: object) -> None:
+    """Check that the parameter *name* got a callable."""
+    if not callable(value):
+        msg = f"{name} must be callable, got {type(value).__name__}"
+        raise TypeError(msg)
+
+
+def is_async_callable(fn: object) -> bool:
+    """Return whether calling *fn* returns a coroutine; decorators ask once, when applied.
+
+    An instance whose class defines ``async def __call__`` is async too; looked up
+    statically so that a plain function's method-wrapper never gets in the way. A class
+    never is: calling it builds an instance.
+    """
+    if isinstance(fn, type):
+        return False
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        inspect.getattr_static(fn, "__call__", None)
+    )

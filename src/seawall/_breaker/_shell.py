@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
 from seawall._clock import Clock, resolve_clock
 from seawall._errors import CircuitOpenError
 from seawall._hooks import Hook, emit, normalize_hooks
+from seawall._validate import check_name
 
 from ._core import BreakerCore
 from ._events import CallRejected, CircuitBreakerStatistics, CircuitState, CircuitStateChanged
@@ -185,12 +186,7 @@ class CircuitBreaker:
             max_timeout=max_timeout,
             probe_timeout=probe_timeout,
         )
-        if not isinstance(name, str):
-            msg = f"name must be a str, got {type(name).__name__}"
-            raise TypeError(msg)
-        if not name:
-            msg = "name must not be empty"
-            raise ValueError(msg)
+        check_name(name)
         for param, predicate in (
             ("is_failure", is_failure),
             ("is_failure_result", is_failure_result),

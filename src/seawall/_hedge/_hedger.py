@@ -22,6 +22,7 @@ from seawall._hedge._options import (
 )
 from seawall._hedge._sync import SyncCall
 from seawall._hooks import normalize_hooks
+from seawall._validate import check_callable, check_name, is_async_callable
 
 
 if TYPE_CHECKING:
@@ -166,12 +167,8 @@ class Hedger:
             cancel_timeout=cancel_timeout,
             max_workers=max_workers,
         )
-        if not callable(is_retryable):
-            raise TypeError(f"is_retryable must be callable, got {type(is_retryable).__name__}")
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
-        if not name:
-            raise ValueError("name must not be empty")
+        check_callable("is_retryable", is_retryable)
+        check_name(name)
         self._engine = HedgeEngine(
             name=name,
             options=options,
@@ -281,7 +278,7 @@ class Hedger:
         wrapper: Callable[..., object]
         if inspect.isasyncgenfunction(fn):
             wrapper = self._wrap_stream(cast("Callable[..., AsyncIterator[Any]]", fn))
-        elif _is_async_callable(fn):
+        elif is_async_callable(fn):
             wrapper = self._wrap_coroutine(cast("Callable[..., Awaitable[Any]]", fn))
         else:
             wrapper = self._wrap_function(fn)
@@ -313,12 +310,3 @@ class Hedger:
                     yield chunk
 
         return hedged
-
-
-def _is_async_callable(fn: object) -> bool:
-    # An instance whose class defines `async def __call__` is async too; a class never is.
-    if isinstance(fn, type):
-        return False
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        inspect.getattr_static(fn, "__call__", None)
-    )

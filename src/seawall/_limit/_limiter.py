@@ -11,9 +11,10 @@ import inspect
 import threading
 from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar, cast, final
 
-from seawall._clock import Clock, resolve_clock
+from seawall._clock import Clock, asleep_until, resolve_clock, sleep_until
 from seawall._errors import RateLimitedError
 from seawall._hooks import Hook, emit, normalize_hooks
+from seawall._validate import check_name
 
 from ._bucket import (
     BucketCore,
@@ -76,9 +77,7 @@ class LimiterBase:
     ) -> None:
         self._rate = check_rate(rate)
         self._burst = check_burst(burst)
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
-        self._name = name
+        self._name = check_name(name)
         self._clock = resolve_clock(clock)
         self._hooks = normalize_hooks(hooks)
         self._lock = threading.Lock()
@@ -128,15 +127,8 @@ class LimiterBase:
         raise RateLimitedError(msg, primitive_name=self._name, retry_after=retry_after)
 
     def _wait(self, core: BucketCore, reservation: Reservation, key: Hashable | None) -> None:
-        clock = self._clock
-        ready_at = reservation.ready_at
-        slack = core.slack
         try:
-            remaining = ready_at - clock.now()
-            # A loop, because a real sleep may end a little early.
-            while remaining > slack:
-                clock.sleep(remaining)
-                remaining = ready_at - clock.now()
+            sleep_until(self._clock, reservation.ready_at, core.slack)
         except BaseException:  # cancellation included: give the reservation back
             self._cancel(core, reservation, key)
             raise
@@ -145,14 +137,8 @@ class LimiterBase:
     async def _await(
         self, core: BucketCore, reservation: Reservation, key: Hashable | None
     ) -> None:
-        clock = self._clock
-        ready_at = reservation.ready_at
-        slack = core.slack
         try:
-            remaining = ready_at - clock.now()
-            while remaining > slack:
-                await clock.asleep(remaining)
-                remaining = ready_at - clock.now()
+            await asleep_until(self._clock, reservation.ready_at, core.slack)
         except BaseException:  # anyio/trio cancellation included
             self._cancel(core, reservation, key)
             raise

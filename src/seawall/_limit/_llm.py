@@ -11,9 +11,10 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NoReturn, final
 
-from seawall._clock import Clock, resolve_clock
+from seawall._clock import Clock, asleep_until, resolve_clock, sleep_until
 from seawall._errors import RateLimitedError
 from seawall._hooks import Event, Hook, emit, normalize_hooks
+from seawall._validate import check_name
 
 from ._bucket import BucketCore, Rejection, Reservation, check_max_wait
 from ._events import AcquireCancelled, AcquireWaited, RateLimited
@@ -595,9 +596,7 @@ class LLMRateLimiter:
         self._tokens_per_minute = tpm
         self._request_burst = _check_burst("request_burst", request_burst, rpm)
         self._token_burst = _check_burst("token_burst", token_burst, tpm)
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
-        self._name = name
+        self._name = check_name(name)
         self._clock = resolve_clock(clock)
         self._hooks = normalize_hooks(hooks)
         self._lock = threading.Lock()
@@ -783,29 +782,16 @@ class LLMRateLimiter:
     # -- waiting -----------------------------------------------------------------------
 
     def _wait(self, ticket: Ticket) -> None:
-        clock = self._clock
-        at = ticket.at
-        slack = self._core.slack
         try:
-            remaining = at - clock.now()
-            # A loop, because a real sleep may end a little early.
-            while remaining > slack:
-                clock.sleep(remaining)
-                remaining = at - clock.now()
+            sleep_until(self._clock, ticket.at, self._core.slack)
         except BaseException:  # KeyboardInterrupt included: give both reservations back
             self._cancel(ticket)
             raise
         self._complete(ticket)
 
     async def _await(self, ticket: Ticket) -> None:
-        clock = self._clock
-        at = ticket.at
-        slack = self._core.slack
         try:
-            remaining = at - clock.now()
-            while remaining > slack:
-                await clock.asleep(remaining)
-                remaining = at - clock.now()
+            await asleep_until(self._clock, ticket.at, self._core.slack)
         except BaseException:  # anyio/trio cancellation included
             self._cancel(ticket)
             raise

@@ -24,7 +24,7 @@ from seawall._retry._core import (
     RetryPolicy,
 )
 from seawall._retry._engine import Engine, RetrierStatistics, RunState
-from seawall._validate import to_seconds
+from seawall._validate import check_callable, check_name, is_async_callable, to_seconds
 
 
 if TYPE_CHECKING:
@@ -158,17 +158,14 @@ class Retrier:
                 None if max_retry_after is None else to_seconds("max_retry_after", max_retry_after)
             ),
         )
-        _check_callable("is_retryable", is_retryable)
+        check_callable("is_retryable", is_retryable)
         if retry_on_result is not None:
-            _check_callable("retry_on_result", retry_on_result)
+            check_callable("retry_on_result", retry_on_result)
         if rng is not None:
-            _check_callable("rng", rng)
+            check_callable("rng", rng)
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a seawall.RetryBudget, got {type(budget).__name__}")
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
-        if not name:
-            raise ValueError("name must not be empty")
+        check_name(name)
         self._engine = Engine(
             name=name,
             policy=policy,
@@ -216,10 +213,10 @@ class Retrier:
             TypeError: If *fn* is not callable, or is a (sync or async) generator
                 function, whose calls cannot be retried as a whole.
         """
-        _check_callable("fn", fn)
+        check_callable("fn", fn)
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise TypeError(f"cannot retry the generator function {fn!r}: retry a function")
-        if _is_async_callable(fn):
+        if is_async_callable(fn):
             async_fn = cast("Callable[P, Awaitable[object]]", fn)
             return cast("Callable[P, T]", self._wrap_async(async_fn))
         return self._wrap_sync(fn)
@@ -513,19 +510,3 @@ class _AttemptLoop:
             self._state
         ]
         return f"<attempt loop of {self._engine.name!r}: attempt {self._run.attempt}, {state}>"
-
-
-def _is_async_callable(fn: object) -> bool:
-    # An object whose class defines `async def __call__` is async too; looked up
-    # statically so that a plain function's method-wrapper never gets in the way.
-    # A class is never async: calling it builds an instance.
-    if isinstance(fn, type):
-        return False
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        inspect.getattr_static(fn, "__call__", None)
-    )
-
-
-def _check_callable(name: str, value: object) -> None:
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, got {type(value).__name__}")
