@@ -514,3 +514,56 @@ class TestStress:
         assert stats.hedges_launched <= calls * 2
         assert stats.hedges_won + stats.primary_wins == len(results)
         assert task_count() == before
+
+
+class TestSystemClock:
+    """The real-clock wait (an event under a deadline) on both backends, without timing."""
+
+    async def test_fast_primary_needs_no_hedge(self) -> None:
+        """A primary that answers at once wins; nothing else is launched."""
+        hook = RecordingHook()
+        hedger = Hedger(delay=3600, hooks=(hook,))
+
+        async def answer() -> str:
+            await anyio.lowlevel.checkpoint()
+            return "primary"
+
+        assert await hedger.acall(answer) == "primary"
+        assert hook.of_type(HedgeLaunched) == []
+        assert hedger.statistics().primary_wins == 1
+
+    async def test_retryable_failure_hedges_at_once(self) -> None:
+        """A primary failing retryably launches the hedge at once, which wins."""
+        hook = RecordingHook()
+        hedger = Hedger(delay=3600, hooks=(hook,))
+        calls: list[int] = []
+
+        async def flaky() -> str:
+            calls.append(len(calls))
+            await anyio.lowlevel.checkpoint()
+            if len(calls) == 1:
+                raise ConnectionResetError("reset")
+            return "hedge"
+
+        assert await hedger.acall(flaky) == "hedge"
+        assert [e.reason for e in hook.of_type(HedgeLaunched)] == [HedgeReason.ATTEMPT_FAILED]
+
+    async def test_zero_delay_hedge_wins_and_the_primary_is_cancelled(self) -> None:
+        """With delay 0 the hedge starts at once; the stuck primary is cancelled and awaited."""
+        hedger = Hedger(delay=0)
+        never = anyio.Event()
+        primary_cancelled: list[bool] = []
+        calls: list[int] = []
+
+        async def attempt() -> str:
+            calls.append(len(calls))
+            if len(calls) == 1:
+                try:
+                    await never.wait()
+                except anyio.get_cancelled_exc_class():
+                    primary_cancelled.append(True)
+                    raise
+            return "hedge"
+
+        assert await hedger.acall(attempt) == "hedge"
+        assert primary_cancelled == [True]
