@@ -6,6 +6,8 @@ groups), so a fresh machine needs only Python, pip and nox.
 
 from __future__ import annotations
 
+import pathlib
+
 import nox
 
 
@@ -48,6 +50,7 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Measure the success path of each primitive against a plain call and the peers."""
     session.install("-e", ".[trio]", *_group("bench"))
+    pathlib.Path(".benchmarks").mkdir(exist_ok=True)
     session.run(
         "pytest",
         "benchmarks",
