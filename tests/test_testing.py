@@ -385,3 +385,41 @@ class TestSharedHelpers:
         await asleep_until(clock, 2.0)
         await asleep_until(clock, 2.0 + 1e-12, slack=1e-9)
         assert clock.sleeps == [2.0]
+
+
+class TestErrors:
+    """The exception tree."""
+
+    def test_everything_derives_from_one_root(self) -> None:
+        """Every seawall error is a ResilienceError; rejections carry their fields."""
+        rejections = (
+            seawall.CircuitOpenError,
+            seawall.RateLimitedError,
+            seawall.BulkheadFullError,
+            seawall.WouldBlock,
+        )
+        for kind in rejections:
+            error = kind("no", primitive_name="p", retry_after=1.5)
+            assert isinstance(error, seawall.RejectedError)
+            assert isinstance(error, seawall.ResilienceError)
+            assert (error.primitive_name, error.retry_after) == ("p", 1.5)
+
+    def test_errors_survive_pickling(self) -> None:
+        """Errors keep their fields across processes."""
+        import pickle
+
+        rejected = pickle.loads(
+            pickle.dumps(seawall.CircuitOpenError("open", primitive_name="db", retry_after=2.0))
+        )
+        assert (str(rejected), rejected.primitive_name, rejected.retry_after) == ("open", "db", 2.0)
+        timed_out = pickle.loads(
+            pickle.dumps(seawall.CallTimeoutError("slow", primitive_name="t", timeout=1.5))
+        )
+        assert (str(timed_out), timed_out.primitive_name, timed_out.timeout) == ("slow", "t", 1.5)
+
+    def test_timeout_error_is_a_builtin_timeout_and_transient(self) -> None:
+        """CallTimeoutError is caught as TimeoutError and classified transient."""
+        error = seawall.CallTimeoutError("slow", primitive_name="t", timeout=1.0)
+        assert isinstance(error, TimeoutError)
+        assert isinstance(error, seawall.ResilienceError)
+        assert seawall.is_retryable(error)

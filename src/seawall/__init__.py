@@ -22,6 +22,8 @@ from ._classify import classify as classify
 from ._classify import is_retryable as is_retryable
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._errors import BulkheadFullError as BulkheadFullError
+from ._errors import CallTimeoutError as CallTimeoutError
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import RateLimitedError as RateLimitedError
 from ._errors import RejectedError as RejectedError
@@ -68,8 +70,10 @@ __all__ = (
     "AcquireWaited",
     "AdaptiveDelay",
     "Attempt",
+    "BulkheadFullError",
     "CallGuard",
     "CallRejected",
+    "CallTimeoutError",
     "CircuitBreaker",
     "CircuitBreakerStatistics",
     "CircuitOpenError",

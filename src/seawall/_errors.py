@@ -3,10 +3,12 @@
 Every error seawall raises derives from one root::
 
     ResilienceError
-    └── RejectedError            a primitive refused the call before running it
-        ├── CircuitOpenError     the circuit breaker is open (or half-open and full)
-        ├── RateLimitedError     the rate limiter has no token in time
-        └── WouldBlock           a *_nowait / try_* operation would have had to wait
+    ├── RejectedError            a primitive refused the call before running it
+    │   ├── CircuitOpenError     the circuit breaker is open (or half-open and full)
+    │   ├── RateLimitedError     the rate limiter has no token in time
+    │   ├── BulkheadFullError    every slot and queue place of a bulkhead is taken
+    │   └── WouldBlock           a *_nowait / try_* operation would have had to wait
+    └── CallTimeoutError         a call ran past its timeout (also a builtin TimeoutError)
 
 Retry exhaustion is not in the tree: a retrier re-raises the last real exception,
 with the attempt count attached as a note.
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 
 __all__ = (
+    "BulkheadFullError",
+    "CallTimeoutError",
     "CircuitOpenError",
     "RateLimitedError",
     "RejectedError",
@@ -85,3 +89,39 @@ class WouldBlock(RejectedError):  # noqa: N818 -- the name anyio and trio use fo
 
     .. versionadded:: 0.1.0
     """
+
+
+class BulkheadFullError(RejectedError):
+    """The bulkhead refused the call: every slot is busy and its queue is full.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class CallTimeoutError(ResilienceError, TimeoutError):
+    """A call ran past its timeout and was cancelled (async) or abandoned (sync).
+
+    It is a builtin `TimeoutError` too, so `seawall.classify` calls it transient and
+    code that already catches `TimeoutError` keeps working.
+
+    Attributes:
+        primitive_name: The name of the timeout policy.
+        timeout: The timeout that was exceeded, in seconds.
+
+    .. versionadded:: 0.1.0
+    """
+
+    primitive_name: str
+    timeout: float
+
+    def __init__(self, message: str, *, primitive_name: str, timeout: float) -> None:
+        super().__init__(message)
+        self.primitive_name = primitive_name
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_timeout, (str(self), self.primitive_name, self.timeout))
+
+
+def _rebuild_timeout(message: str, primitive_name: str, timeout: float) -> CallTimeoutError:
+    return CallTimeoutError(message, primitive_name=primitive_name, timeout=timeout)
