@@ -16,10 +16,27 @@ from typing import TypeVar, final
 import anyio
 import anyio.lowlevel
 
+from ._faults import (
+    Fault,
+    FaultInjector,
+    FaultStatistics,
+    InjectedError,
+    InjectedHTTPError,
+    Latency,
+)
 from ._hooks import Event as _Event
 
 
-__all__ = ("FakeClock", "RecordingHook")
+__all__ = (
+    "FakeClock",
+    "Fault",
+    "FaultInjector",
+    "FaultStatistics",
+    "InjectedError",
+    "InjectedHTTPError",
+    "Latency",
+    "RecordingHook",
+)
 
 _E = TypeVar("_E", bound=_Event)
 
