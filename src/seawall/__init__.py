@@ -16,12 +16,19 @@ from ._breaker import CircuitState as CircuitState
 from ._breaker import CircuitStateChanged as CircuitStateChanged
 from ._breaker import CountWindow as CountWindow
 from ._breaker import TimeWindow as TimeWindow
+
+# -- exports: bulkhead --
+from ._bulkhead import Bulkhead as Bulkhead
+from ._bulkhead import BulkheadRejected as BulkheadRejected
+from ._bulkhead import BulkheadStatistics as BulkheadStatistics
 from ._classify import Classification as Classification
 from ._classify import ErrorKind as ErrorKind
 from ._classify import classify as classify
 from ._classify import is_retryable as is_retryable
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+
+# -- exports: composition (LLM middleware and pipelines) --
 from ._errors import BulkheadFullError as BulkheadFullError
 from ._errors import CallTimeoutError as CallTimeoutError
 from ._errors import CircuitOpenError as CircuitOpenError
@@ -29,6 +36,11 @@ from ._errors import RateLimitedError as RateLimitedError
 from ._errors import RejectedError as RejectedError
 from ._errors import ResilienceError as ResilienceError
 from ._errors import WouldBlock as WouldBlock
+
+# -- exports: fallback --
+from ._fallback import Fallback as Fallback
+from ._fallback import FallbackStatistics as FallbackStatistics
+from ._fallback import FellBack as FellBack
 
 # -- exports: hedger --
 from ._hedge import AdaptiveDelay as AdaptiveDelay
@@ -64,13 +76,21 @@ from ._retry import RetryBudgetStatistics as RetryBudgetStatistics
 from ._retry import RetryGaveUp as RetryGaveUp
 from ._retry import RetryScheduled as RetryScheduled
 
+# -- exports: timeout --
+from ._timeout import TimedOut as TimedOut
+from ._timeout import Timeout as Timeout
+from ._timeout import TimeoutStatistics as TimeoutStatistics
+
 
 __all__ = (
     "AcquireCancelled",
     "AcquireWaited",
     "AdaptiveDelay",
     "Attempt",
+    "Bulkhead",
     "BulkheadFullError",
+    "BulkheadRejected",
+    "BulkheadStatistics",
     "CallGuard",
     "CallRejected",
     "CallTimeoutError",
@@ -84,6 +104,9 @@ __all__ = (
     "CountWindow",
     "ErrorKind",
     "Event",
+    "Fallback",
+    "FallbackStatistics",
+    "FellBack",
     "GiveUpReason",
     "HedgeLaunched",
     "HedgeReason",
@@ -111,6 +134,9 @@ __all__ = (
     "RetryScheduled",
     "SystemClock",
     "TimeWindow",
+    "TimedOut",
+    "Timeout",
+    "TimeoutStatistics",
     "TokensSettled",
     "WouldBlock",
     "classify",
