@@ -29,6 +29,17 @@ from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 
 # -- exports: composition (LLM middleware and pipelines) --
+from ._compose import Model as Model
+from ._compose import Pipeline as Pipeline
+from ._compose import apply_middleware as apply_middleware
+from ._compose import as_llm_middleware as as_llm_middleware
+from ._compose import with_bulkhead as with_bulkhead
+from ._compose import with_circuit_breaker as with_circuit_breaker
+from ._compose import with_fallback as with_fallback
+from ._compose import with_hedge as with_hedge
+from ._compose import with_rate_limit as with_rate_limit
+from ._compose import with_retry as with_retry
+from ._compose import with_timeout as with_timeout
 from ._errors import BulkheadFullError as BulkheadFullError
 from ._errors import CallTimeoutError as CallTimeoutError
 from ._errors import CircuitOpenError as CircuitOpenError
@@ -120,6 +131,8 @@ __all__ = (
     "LLMLease",
     "LLMRateLimiter",
     "LLMRateLimiterStatistics",
+    "Model",
+    "Pipeline",
     "RateLimited",
     "RateLimitedError",
     "RateLimiter",
@@ -139,8 +152,17 @@ __all__ = (
     "TimeoutStatistics",
     "TokensSettled",
     "WouldBlock",
+    "apply_middleware",
+    "as_llm_middleware",
     "classify",
     "is_retryable",
+    "with_bulkhead",
+    "with_circuit_breaker",
+    "with_fallback",
+    "with_hedge",
+    "with_rate_limit",
+    "with_retry",
+    "with_timeout",
 )
 
 
