@@ -69,6 +69,6 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Show a circuit breaker and a retrier at work against a flaky function."""
+    """Run a simulated LLM provider bare and through the full seawall stack."""
     session.install("-e", ".", *_group("demo"))
-    session.run("python", "demo/run.py", *session.posargs)
+    session.run("python", "demo/llm.py", *session.posargs)

@@ -8,8 +8,7 @@ so the minute of traffic takes a fraction of a second:
 2. protected: ``Retrier`` around ``CircuitBreaker`` around the provider.
 
 It prints the breaker's transitions as they happen, then a comparison table.
-Run it with ``python -m nox -s demo`` (or ``python demo/run.py`` where seawall is
-installed).
+Run it with ``python demo/basics.py`` where seawall is installed.
 """
 
 from __future__ import annotations
