@@ -20,6 +20,7 @@ import anyio
 from seawall._clock import Clock, SystemClock, resolve_clock
 from seawall._errors import CallTimeoutError
 from seawall._hooks import Event, Hook, emit, normalize_hooks
+from seawall._threads import DaemonPool, default_workers
 from seawall._validate import check_name, is_async_callable, to_seconds
 
 
@@ -119,8 +120,9 @@ class Timeout:
     worker is abandoned: it runs on to its end, its result is dropped and its
     exception retrieved and dropped (a call still queued for a worker is cancelled).
     The pool is created on the first sync call, one per instance, with
-    `concurrent.futures.ThreadPoolExecutor`'s default size; abandoned calls keep
-    their worker busy until they finish. `close` shuts it down. With `SystemClock` the
+    `concurrent.futures.ThreadPoolExecutor`'s default size, but its workers are daemon
+    threads: an abandoned call keeps its worker busy until it finishes, yet never keeps
+    the process from exiting. `close` shuts it down. With `SystemClock` the
     caller waits on an OS event bounded by *seconds*; with another clock a helper
     thread calls ``clock.sleep(seconds)`` and then wakes the caller. A virtual clock's
     ``sleep`` returns at once, so with `FakeClock` a sync call that has not finished
@@ -170,7 +172,7 @@ class Timeout:
         self._real_time = type(self._clock) is SystemClock
         self._hooks = normalize_hooks(hooks)
         self._lock = threading.Lock()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: DaemonPool | None = None
         self._calls = 0
         self._timeouts = 0
 
@@ -216,7 +218,7 @@ class Timeout:
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            executor.shutdown(cancel_futures=True)
 
     # -- async -------------------------------------------------------------------------
 
@@ -284,14 +286,14 @@ class Timeout:
         self._clock.sleep(self._seconds)
         done.set()
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self) -> DaemonPool:
         executor = self._executor
         if executor is None:
             with self._lock:
                 executor = self._executor
                 if executor is None:
-                    executor = self._executor = concurrent.futures.ThreadPoolExecutor(
-                        thread_name_prefix=f"seawall-timeout-{self._name}"
+                    executor = self._executor = DaemonPool(
+                        default_workers(), f"seawall-timeout-{self._name}"
                     )
         return executor
 

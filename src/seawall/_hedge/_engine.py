@@ -7,7 +7,6 @@ shell decides anything itself.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import sys
 import threading
@@ -24,6 +23,7 @@ from seawall._hedge._core import (
 )
 from seawall._hedge._events import HedgeLaunched, HedgerStatistics, HedgeWon
 from seawall._hooks import emit
+from seawall._threads import DaemonPool
 
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class HedgeEngine:
         self._budget = (
             None if options.budget is None else HedgeBudgetCore(options.budget, options.budget_cap)
         )
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: DaemonPool | None = None
         self._hedges = 0
         self._hedges_won = 0
         self._primary_wins = 0
@@ -186,16 +186,15 @@ class HedgeEngine:
 
     # -- sync shell support ------------------------------------------------------------
 
-    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+    def executor(self) -> DaemonPool:
         """Return the worker pool, creating it on first use."""
         executor = self._executor
         if executor is None:
             with self._lock:
                 executor = self._executor
                 if executor is None:
-                    executor = self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self.options.max_workers,
-                        thread_name_prefix=f"seawall-hedger-{self.name}",
+                    executor = self._executor = DaemonPool(
+                        self.options.max_workers, f"seawall-hedger-{self.name}"
                     )
         return executor
 
@@ -204,7 +203,7 @@ class HedgeEngine:
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            executor.shutdown(cancel_futures=True)
 
     @property
     def has_executor(self) -> bool:

@@ -107,7 +107,8 @@ class Hedger:
     its result (or exception) is dropped when it arrives. The pool is created on the
     first sync call (none at construction), holds up to ``max_workers`` threads
     (default ``8 * (max_hedges + 1)``), started on demand; abandoned losers occupy a
-    worker until they finish, and attempts beyond the pool's size queue. The caller
+    worker until they finish, and attempts beyond the pool's size queue. The workers
+    are daemon threads, so a loser that never returns does not keep the process alive. The caller
     waits on an OS condition bounded by the clock's time left with `SystemClock`; with
     another clock (e.g. `seawall.testing.FakeClock`) a helper thread sleeps on the clock
     instead, so virtual time drives sync hedging too. `close` shuts the pool down.
