@@ -194,13 +194,13 @@ class TestReservations:
         res = reserved(core.reserve(0.0, 1))
         core.complete(res)
         core.complete(res)
-        core.complete(Reservation(1, 9.0, 0.0))
+        core.complete(Reservation(1, 9.0, 0.0, 0.0))
         assert core.waiting == 0
         assert core.tail == -math.inf
 
 
 class TestCancel:
-    """cancel follows Go's Reservation.Cancel rule."""
+    """cancel undoes the latest reservation exactly, others by Go's rule."""
 
     def test_cancel_last_restores_everything(self) -> None:
         """The last reservation in the queue gets all of its tokens back."""
@@ -223,6 +223,27 @@ class TestCancel:
         # A newcomer still queues behind the pending reservation.
         assert core.ready_time(1.0, 0.5) >= second.ready_at
 
+    def test_cancelling_a_queue_oldest_first_restores_everything(self) -> None:
+        """Once the last waiter goes, every cancelled waiter's tokens are back."""
+        core = BucketCore(1.0, 4.0)
+        core.reserve(0.0, 4)  # granted at once: the bucket is empty
+        first = reserved(core.reserve(0.0, 3))  # ready at 3
+        second = reserved(core.reserve(0.0, 1))  # ready at 4
+        assert core.cancel(first, 1.0) == 2.0  # Go's rule while `second` waits
+        assert core.cancel(second, 1.0) == 2.0  # the rest of both comes back
+        assert core.available(1.0) == 1.0  # as if neither had been made
+        assert core.waiting == 0
+        assert core.tail == float("-inf")
+
+    def test_a_grant_at_once_is_never_undone(self) -> None:
+        """Cancelling after an immediate grant falls back to Go's rule."""
+        core = BucketCore(1.0, 2.0)
+        core.reserve(0.0, 2)
+        res = reserved(core.reserve(0.0, 1))  # ready at 1
+        assert core.try_take(1.0, 0.5) is False  # someone waits: no jumping the queue
+        core.complete(res)
+        assert core.cancel(res, 1.0) is None
+
     def test_cancel_after_ready_restores_nothing(self) -> None:
         """A reservation whose ready time has passed was granted; cancel returns None."""
         core = BucketCore(1.0, 1.0)
@@ -240,6 +261,24 @@ class TestCancel:
         res = reserved(core.reserve(0.0, 2))
         core.cancel(res, 1.5)
         assert core.available(1.5) <= 2.0
+
+
+class TestMultiBucketCancel:
+    """Undoing a commit made at a common time later than this bucket needed."""
+
+    def test_cancel_restores_the_refill_lost_to_a_later_common_time(self) -> None:
+        """The bucket that did not need to wait is put back exactly (no lost refill)."""
+        requests, tokens = BucketCore(1.0, 60.0), BucketCore(100.0, 6000.0)
+        for core in (requests, tokens):
+            core.commit(0.0, 1 if core is requests else 6000, 0.0)
+        at = max(requests.ready_time(0.0, 1), tokens.ready_time(0.0, 6000))
+        assert at == 60.0  # the token bucket binds
+        waiting_requests = reserved(requests.commit(0.0, 1, at))
+        waiting_tokens = reserved(tokens.commit(0.0, 6000, at))
+        assert requests.cancel(waiting_requests, 0.0) is not None
+        assert tokens.cancel(waiting_tokens, 0.0) is not None
+        assert requests.available(0.0) == 59.0
+        assert tokens.available(0.0) == 0.0
 
 
 class TestMultiBucket:
@@ -302,12 +341,14 @@ class TestMultiBucket:
 
 @dataclass
 class RefReservation:
-    """A reservation in the reference model."""
+    """A reservation in the reference model, with the bucket's state just before it."""
 
     cost: Fraction
     ready: Fraction
     core: Reservation
     seq: int
+    prior: tuple[Fraction, Fraction]
+    cancelled: bool = False
 
 
 class ReferenceBucket:
@@ -319,6 +360,8 @@ class ReferenceBucket:
         self.level = burst  # tokens at time `since`, may be negative
         self.since = Fraction(0)
         self.pending: list[RefReservation] = []
+        # Reservations that can still be undone exactly, oldest first.
+        self.undo: list[RefReservation] = []
         self.slack = Fraction(EPSILON_TOKENS) / rate
 
     def tokens(self, t: Fraction) -> Fraction:
@@ -341,6 +384,27 @@ class ReferenceBucket:
     def restore(self, now: Fraction, tokens: Fraction) -> None:
         self.level = min(self.burst, self.tokens(now) + tokens)
         self.since = now
+
+    def granted(self, r: RefReservation) -> None:
+        if r in self.undo:
+            del self.undo[: self.undo.index(r) + 1]
+
+    def cancel(self, now: Fraction, r: RefReservation, tail: Fraction) -> Fraction:
+        """Undo exactly when *r* is the latest undoable one, else Go's rule; the gain."""
+        before = self.tokens(now)
+        if self.undo and self.undo[-1] is r:
+            self.level, self.since = self.undo.pop().prior
+            while self.undo and self.undo[-1].cancelled:
+                self.level, self.since = self.undo.pop().prior
+            return self.tokens(now) - before
+        r.cancelled = True
+        self.restore(now, max(Fraction(0), r.cost - self.rate * (tail - r.ready)))
+        gained = self.tokens(now) - before
+        later = self.undo.index(r) + 1 if r in self.undo else 0
+        for entry in self.undo[later:]:
+            level, since = entry.prior
+            entry.prior = (level + gained, since)
+        return gained
 
 
 RATES = [Fraction(1, 2), Fraction(1), Fraction(2), Fraction(10)]
@@ -392,6 +456,7 @@ class BucketMachine(RuleBasedStateMachine):
             if float(r.ready) <= self.now:
                 self.core.complete(r.core)
                 self.ref.pending.remove(r)
+                self.ref.granted(r)
 
     @precondition(lambda self: self.core is not None)
     @rule(cost=st.sampled_from(COSTS))
@@ -405,6 +470,7 @@ class BucketMachine(RuleBasedStateMachine):
         assert self.core.try_take(self.now, float(cost)) is expected
         if expected:
             self.ref.take(now, cost)
+            self.ref.undo.clear()
             self._grant(self.now, cost)
 
     @precondition(lambda self: self.core is not None)
@@ -420,6 +486,7 @@ class BucketMachine(RuleBasedStateMachine):
         if ready == now:
             assert decision is None
             self.ref.take(now, cost)
+            self.ref.undo.clear()
             self._grant(self.now, cost)
         elif max_wait is not None and ready - now > Fraction(max_wait) + self.ref.slack:
             assert isinstance(decision, Rejection)
@@ -427,9 +494,12 @@ class BucketMachine(RuleBasedStateMachine):
         else:
             assert isinstance(decision, Reservation)
             assert decision.ready_at == pytest.approx(float(ready), abs=1e-9)
+            prior = (self.ref.level, self.ref.since)
             self.ref.take(ready, cost)
             seq = self._grant(decision.ready_at, cost)
-            self.ref.pending.append(RefReservation(cost, ready, decision, seq))
+            entry = RefReservation(cost, ready, decision, seq, prior)
+            self.ref.pending.append(entry)
+            self.ref.undo.append(entry)
 
     @precondition(lambda self: self.ref is not None and self.ref.pending)
     @rule(pick=st.integers(0, 100))
@@ -444,10 +514,7 @@ class BucketMachine(RuleBasedStateMachine):
         self.ref.pending.remove(r)
         restored = self.core.cancel(r.core, self.now)
         assert restored is not None  # advance() completes every reservation that is due
-        expected = max(Fraction(0), r.cost - self.ref.rate * (tail - r.ready))
-        before = self.ref.tokens(now)
-        self.ref.restore(now, expected)
-        actual = self.ref.tokens(now) - before
+        actual = self.ref.cancel(now, r, tail)
         assert restored == pytest.approx(float(actual), abs=1e-9)
         del self.grants[r.seq]
 

@@ -112,12 +112,16 @@ class Reservation:
         reserved_at: When the reservation was made.
     """
 
-    __slots__ = ("cost", "ready_at", "reserved_at")
+    __slots__ = ("cancelled", "cost", "prior", "ready_at", "reserved_at")
 
-    def __init__(self, cost: float, ready_at: float, reserved_at: float) -> None:
+    def __init__(self, cost: float, ready_at: float, reserved_at: float, prior: float) -> None:
         self.cost = cost
         self.ready_at = ready_at
         self.reserved_at = reserved_at
+        # The bucket's full_at just before this reservation: restoring it undoes the
+        # reservation exactly, while nothing that cannot be undone has happened since.
+        self.prior = prior
+        self.cancelled = False
 
     def __repr__(self) -> str:
         return f"Reservation(cost={self.cost!r}, ready_at={self.ready_at!r})"
@@ -152,7 +156,7 @@ class BucketCore:
         burst: Capacity, >= 1 (see `check_burst`); the bucket starts full.
     """
 
-    __slots__ = ("_burst", "_full_at", "_pending", "_rate", "_slack", "_tail", "_tau")
+    __slots__ = ("_burst", "_full_at", "_pending", "_rate", "_slack", "_tail", "_tau", "_undo")
 
     def __init__(self, rate: float, burst: float) -> None:
         self._rate = rate
@@ -166,6 +170,9 @@ class BucketCore:
         # is ready_at order). Allocated only while someone waits, to keep idle buckets
         # (one per key in a keyed limiter) small.
         self._pending: dict[Reservation, None] | None = None
+        # Reservations committed since the last change that cannot be undone (a grant
+        # made at once, a completed wait, a settlement), oldest first. See `cancel`.
+        self._undo: list[Reservation] | None = None
 
     def __repr__(self) -> str:
         waiting = len(self._pending) if self._pending else 0
@@ -242,6 +249,7 @@ class BucketCore:
         if end - self._tau - now > self._slack or self._tail - now > self._slack:
             return False
         self._full_at = end
+        self._undo = None
         return True
 
     def reserve(
@@ -271,6 +279,7 @@ class BucketCore:
         wait = ready - now
         if wait <= self._slack:
             self._full_at = start + step
+            self._undo = None
             return None
         if max_wait is not None and wait - max_wait > self._slack:  # rounding, as above
             return Rejection(wait)
@@ -298,6 +307,7 @@ class BucketCore:
         step = cost / self._rate
         if at <= now:
             self._full_at = start + step
+            self._undo = None
             return None
         return self._commit_later(now, cost, at, start, step)
 
@@ -307,12 +317,17 @@ class BucketCore:
         # The grant happens at `at`: replay it there, so that a grant delayed past the
         # refill (by the FIFO tail or by a common multi-bucket time) is charged from
         # `at`, never from an earlier, emptier moment.
+        reservation = Reservation(cost, at, now, self._full_at)
         self._full_at = max(start, at) + step
-        reservation = Reservation(cost, at, now)
         pending = self._pending
         if pending is None:
             pending = self._pending = {}
         pending[reservation] = None
+        undo = self._undo
+        if undo is None:
+            self._undo = [reservation]
+        else:
+            undo.append(reservation)
         self._tail = at
         return reservation
 
@@ -321,22 +336,48 @@ class BucketCore:
         pending = self._pending
         if pending is not None and reservation in pending:
             self._forget(pending, reservation)
+            self._granted(reservation)
+
+    def seal(self) -> None:
+        """Make every pending reservation final: a later `cancel` uses Go's rule only.
+
+        For limiters that keep several buckets in step, so that a change one bucket
+        cannot undo (a settlement, say) stops exact undo in all of them.
+        """
+        self._undo = None
+
+    def _granted(self, reservation: Reservation) -> None:
+        # A grant cannot be undone, nor can anything it was queued behind.
+        undo = self._undo
+        if undo is not None and reservation in undo:
+            del undo[: undo.index(reservation) + 1]
+            if not undo:
+                self._undo = None
 
     def cancel(self, reservation: Reservation, now: float) -> float | None:
-        """Give back a reservation whose waiter gave up (Go's ``Reservation.Cancel`` rule).
+        """Give back a reservation whose waiter gave up.
 
-        Later reservations keep their ready times, and they were computed as if this
-        reservation's tokens were taken, so only the tokens that no later reservation
-        depends on come back: ``cost - rate * (tail - ready_at)``, where ``tail`` is the
-        latest pending ready time. The last reservation in the queue gets everything
-        back. A refund never fills the bucket above ``burst``, never lets a new
-        reservation be granted before a pending one (``tail`` still applies), and keeps
-        the window invariant.
+        **Exactly, when it is the latest.** If no reservation came after it, or every
+        later one was cancelled too, and nothing that cannot be undone happened since (a
+        grant made at once, a completed wait, a settlement), the bucket returns to the
+        state it had just before the reservation: every token comes back, including the
+        refill lost when the grant was set later than needed (behind the FIFO tail, or
+        at a multi-bucket common time). Cancelling a queue of waiters in any order
+        therefore restores all of them once the last one goes.
+
+        **Otherwise, by Go's ``Reservation.Cancel`` rule.** Later reservations keep
+        their ready times, computed as if this reservation's tokens were taken, so only
+        what no later reservation depends on comes back at once: ``cost - rate * (tail -
+        ready_at)``, with ``tail`` the latest pending ready time; the rest comes back if
+        those later reservations are cancelled in turn.
+
+        Either way a refund never fills the bucket above ``burst``, never lets a new
+        reservation be granted before a pending one, and keeps the window invariant.
 
         Returns:
-            The tokens restored (>= 0); or ``None`` when *reservation* was no longer
-            pending: its ``ready_at`` has passed (the tokens were granted at that moment
-            and stay taken), or it was already completed or cancelled.
+            The tokens restored at *now* (>= 0); or ``None`` when *reservation* was no
+            longer pending: its ``ready_at`` has passed (the tokens were granted at that
+            moment and stay taken), or it was already completed or cancelled.
         """
         pending = self._pending
         if pending is None or reservation not in pending:
@@ -344,8 +385,28 @@ class BucketCore:
         tail = self._tail
         self._forget(pending, reservation)
         if reservation.ready_at <= now:
+            self._granted(reservation)
             return None
-        return self._restore(now, reservation.cost, reservation.ready_at, tail)
+        undo = self._undo
+        if undo is not None and undo[-1] is reservation:
+            before = self.available(now)
+            full_at = undo.pop().prior
+            while undo and undo[-1].cancelled:
+                full_at = undo.pop().prior
+            if not undo:
+                self._undo = None
+            self._full_at = full_at
+            return max(0.0, self.available(now) - before)
+        reservation.cancelled = True
+        restored = self._restore(now, reservation.cost, reservation.ready_at, tail)
+        if restored and undo is not None:
+            # The refund happened after every later reservation was made: undoing one of
+            # them must keep it, so their snapshots move back by the same amount.
+            shift = restored / self._rate
+            later = undo.index(reservation) + 1 if reservation in undo else 0
+            for entry in undo[later:]:
+                entry.prior -= shift
+        return restored
 
     def adjust(self, now: float, delta: float, granted_at: float) -> float:
         """Settle real usage against a grant: charge (*delta* > 0) or refund (*delta* < 0).
@@ -361,6 +422,7 @@ class BucketCore:
         Returns:
             The tokens charged (*delta*) or restored (>= 0).
         """
+        self._undo = None
         if delta >= 0:
             start = self._full_at
             start = max(start, now)

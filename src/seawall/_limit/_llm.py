@@ -307,6 +307,10 @@ class LLMCore:
         token_start = max(tokens.full_at, now)
         request_reservation = requests.commit(now, 1, at)
         token_reservation = tokens.commit(now, estimated, at) if estimated > 0 else None
+        # This core undoes cancelled tickets across both buckets itself (see `cancel`),
+        # so the buckets must not also undo their own latest reservation.
+        requests.seal()
+        tokens.seal()
         ticket = Ticket(
             estimated,
             at,
