@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
+import seawall
 from seawall import (
     CallRejected,
     CircuitBreaker,
@@ -472,3 +473,23 @@ def _araiser(exc: BaseException) -> Any:
         raise exc
 
     return raise_it
+
+
+class TestAsyncCallableObjects:
+    async def test_decorated_async_callable_instance_counts_failures(
+        self, clock: FakeClock
+    ) -> None:
+        """An instance with `async def __call__` is wrapped as async: failures count."""
+
+        class Flaky:
+            async def __call__(self) -> str:
+                await anyio.lowlevel.checkpoint()
+                raise ConnectionError("down")
+
+        breaker = seawall.CircuitBreaker(max_failures=2, clock=clock)
+        guarded = breaker(Flaky())
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await guarded()
+        assert breaker.state is seawall.CircuitState.OPEN
+        assert breaker.statistics().failures == 2

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import seawall
 from seawall import (
     CallRejected,
     CircuitBreaker,
@@ -525,3 +526,23 @@ def _raiser(exc: BaseException) -> Any:
         raise exc
 
     return raise_it
+
+
+class TestUserPredicateAnswers:
+    def test_a_predicate_returning_none_means_not_a_failure(self) -> None:
+        """A user is_failure that returns None is read as false, not as cancellation."""
+        clock = FakeClock()
+
+        def judge(exc: Exception) -> bool:
+            return None  # type: ignore[return-value]
+
+        breaker = seawall.CircuitBreaker(is_failure=judge, clock=clock)
+
+        def boom() -> None:
+            raise ConnectionError("down")
+
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                breaker.call(boom)
+        stats = breaker.statistics()
+        assert (stats.successes, stats.failures, stats.cancelled) == (3, 0, 0)

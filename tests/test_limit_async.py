@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -9,6 +10,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+import seawall
 from seawall import (
     AcquireCancelled,
     AcquireWaited,
@@ -256,3 +258,21 @@ class TestInstantiate:
 
 
 MODULE_LIMITER = RateLimiter(rate=1e6, burst=1e6, name="module")
+
+
+class TestAsyncCallableObjects:
+    async def test_decorated_async_callable_instance_waits_without_blocking(
+        self, clock: FakeClock
+    ) -> None:
+        """An instance with `async def __call__` acquires with asleep, not a sync sleep."""
+
+        class Work:
+            async def __call__(self) -> str:
+                return "done"
+
+        limiter = seawall.RateLimiter(rate=1, burst=1, clock=clock)
+        limited = limiter(Work())
+        assert inspect.iscoroutinefunction(limited)
+        assert await limited() == "done"
+        assert await limited() == "done"
+        assert clock.sleeps == [1.0]

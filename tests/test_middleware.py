@@ -960,3 +960,68 @@ class TestInvalidArguments:
             seawall.apply_middleware(GenerateOnly(), lambda m: m, 3)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"^options\[0\] must be callable"):
             seawall.as_llm_middleware("x")  # type: ignore[arg-type]
+
+
+class _ClosingStream:
+    """An SDK-like stream whose aclose awaits before it releases its connection."""
+
+    def __init__(self, log: list[str], name: str, *, slow: bool) -> None:
+        self.log, self.name, self.slow, self.sent = log, name, slow, False
+
+    def __aiter__(self) -> _ClosingStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self.slow:
+            await anyio.sleep_forever()
+        if self.sent:
+            raise StopAsyncIteration
+        self.sent = True
+        return f"chunk from {self.name}"
+
+    async def aclose(self) -> None:
+        await anyio.lowlevel.checkpoint()  # like awaiting response.aclose()
+        self.log.append(f"closed {self.name}")
+
+
+@pytest.mark.anyio
+class TestStreamsCloseUnderCancellation:
+    """Streams are closed completely even when the close runs in a cancelled scope."""
+
+    async def test_first_chunk_timeout_closes_the_stream(self, clock: FakeClock) -> None:
+        """A stream whose first chunk times out still finishes its awaiting aclose."""
+        log: list[str] = []
+
+        class Model:
+            async def generate(self) -> str:
+                return "unused"
+
+            async def stream(self) -> _ClosingStream:
+                return _ClosingStream(log, "only", slow=True)
+
+        model = seawall.apply_middleware(
+            Model(), seawall.with_timeout(seawall.Timeout(5, clock=clock))
+        )
+        with pytest.raises(seawall.CallTimeoutError):
+            async for _ in await model.stream():
+                pass
+        assert log == ["closed only"]
+
+    async def test_losing_hedged_stream_is_closed(self, clock: FakeClock) -> None:
+        """The stream that lost the race to its first chunk is closed completely."""
+        log: list[str] = []
+        opened: list[int] = []
+
+        class Model:
+            async def generate(self) -> str:
+                return "unused"
+
+            async def stream(self) -> _ClosingStream:
+                opened.append(len(opened))
+                return _ClosingStream(log, str(opened[-1]), slow=opened[-1] == 0)
+
+        hedger = seawall.Hedger(delay=1, clock=clock)
+        model = seawall.apply_middleware(Model(), seawall.with_hedge(hedger))
+        chunks = [chunk async for chunk in await model.stream()]
+        assert chunks == ["chunk from 1"]
+        assert sorted(log) == ["closed 0", "closed 1"]

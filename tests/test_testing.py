@@ -321,8 +321,11 @@ class TestSystemClock:
 
     @pytest.mark.anyio
     async def test_zero_async_sleep(self, anyio_backend: str) -> None:
-        """A zero-second async sleep on the real clock returns at once."""
-        await seawall.SystemClock().asleep(0)
+        """A zero-second async sleep on the real clock is still a checkpoint."""
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await seawall.SystemClock().asleep(0)
+        assert scope.cancelled_caught
 
 
 class TestSharedHelpers:

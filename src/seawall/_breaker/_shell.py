@@ -12,10 +12,12 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
 
+import anyio
+
 from seawall._clock import Clock, resolve_clock
 from seawall._errors import CircuitOpenError
 from seawall._hooks import Hook, emit, normalize_hooks
-from seawall._validate import check_name
+from seawall._validate import check_name, is_async_callable
 
 from ._core import BreakerCore
 from ._events import CallRejected, CircuitBreakerStatistics, CircuitState, CircuitStateChanged
@@ -199,7 +201,11 @@ class CircuitBreaker:
         self._clock = resolve_clock(clock)
         self._lock = threading.Lock()
         self._core = BreakerCore(options, name=name, record_events=bool(self._hooks))
-        self._judge: Callable[[Exception], bool | None] = is_failure or default_judge
+        # None from the judge means "record nothing" (cancellation); only the default
+        # judge may say so: a user predicate's answer is taken as true or false.
+        self._judge: Callable[[Exception], bool | None] = (
+            default_judge if is_failure is None else _as_bool(is_failure)
+        )
         self._is_failure_result = is_failure_result
         # Read the clock around a call only when an option needs it.
         self._times_calls = options.slow_call_threshold is not None
@@ -334,7 +340,7 @@ class CircuitBreaker:
         wrapper: Callable[..., object]
         if inspect.isasyncgenfunction(fn):
             wrapper = self._wrap_async_generator(cast("Callable[..., AsyncGenerator[Any]]", fn))
-        elif inspect.iscoroutinefunction(fn):
+        elif is_async_callable(fn):
             wrapper = self._wrap_coroutine(cast("Callable[..., Awaitable[Any]]", fn))
         elif inspect.isgeneratorfunction(fn):
             wrapper = self._wrap_generator(cast("Callable[..., Generator[Any]]", fn))
@@ -504,9 +510,17 @@ class CircuitBreaker:
             finally:
                 self._report(ticket, failed, started)
                 if failed is None:
-                    await inner.aclose()
+                    with anyio.CancelScope(shield=True):  # finish closing even when cancelled
+                        await inner.aclose()
 
         return breaker_wrapper
+
+
+def _as_bool(predicate: Callable[[Exception], object]) -> Callable[[Exception], bool]:
+    def judge(exc: Exception) -> bool:
+        return bool(predicate(exc))
+
+    return judge
 
 
 @final

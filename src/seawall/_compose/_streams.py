@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, final
 
+import anyio
+
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -43,12 +45,18 @@ def close_iterator(iterator: Iterator[Any]) -> None:
 
 
 async def aclose_iterator(iterator: AsyncIterator[Any]) -> None:
-    """Close *iterator* with ``aclose`` (async generators) or an async ``close`` (SDKs)."""
+    """Close *iterator* with ``aclose`` (async generators) or an async ``close`` (SDKs).
+
+    Shielded: cleanup often runs because a cancel scope fired (a timeout, a hedge that
+    lost, a caller that gave up), and an SDK stream whose close awaits must still finish
+    closing its connection.
+    """
     aclose = getattr(iterator, "aclose", None)
     if aclose is None:
         aclose = getattr(iterator, "close", None)
     if aclose is not None:
-        await aclose()
+        with anyio.CancelScope(shield=True):
+            await aclose()
 
 
 def open_first(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar, cast
 from seawall._clock import Clock, asleep_until, resolve_clock, sleep_until
 from seawall._errors import RateLimitedError
 from seawall._hooks import Hook, emit, normalize_hooks
-from seawall._validate import check_name
+from seawall._validate import check_name, is_async_callable
 
 from ._bucket import (
     BucketCore,
@@ -370,7 +370,7 @@ class RateLimiter(LimiterBase):
             msg = "cannot decorate an async generator function; use `async with limiter:` in it"
             raise TypeError(msg)
         wrapper: Callable[..., object]
-        if inspect.iscoroutinefunction(fn):
+        if is_async_callable(fn):
             wrapper = self._wrap_coroutine(cast("Callable[..., Awaitable[Any]]", fn))
         else:
             wrapper = self._wrap_function(fn)
