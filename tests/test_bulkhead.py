@@ -1,9 +1,10 @@
 """Bulkhead: a concurrency limit with a bounded FIFO queue, for threads and tasks.
 
 Async waits with ``max_wait`` run on `FakeClock` (a watchdog on virtual time). Sync
-waits follow the hedger's tests: with a `FakeClock` the helper thread's ``sleep``
-returns at once, so a queued sync caller with a ``max_wait`` is refused as soon as
-nobody hands it a slot; handover tests use no ``max_wait``. Threads are coordinated
+waits with a `FakeClock` register their ``max_wait`` deadline with
+``FakeClock.call_at``: a queued sync caller is refused only when the test moves
+virtual time past it (``advance``); `GatedClock` (no ``call_at``) covers the fallback
+helper thread that sleeps on the clock. Threads are coordinated
 with events and bounded spins on the bulkhead's statistics, never with sleeps.
 """
 
@@ -37,6 +38,43 @@ def spin_until(predicate: Any) -> None:
     deadline = time.monotonic() + SAFETY
     while not predicate():
         assert time.monotonic() < deadline, "condition never became true"
+
+
+class GatedClock:
+    """A clock without ``call_at``, whose sync ``sleep`` waits for the test's gate.
+
+    It exercises the fallback deadline of sync waits: a helper thread that sleeps on
+    the clock and then wakes the waiter.
+    """
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.fake = FakeClock()
+
+    def now(self) -> float:
+        return self.fake.now()
+
+    def sleep(self, seconds: float) -> None:
+        assert self.gate.wait(SAFETY), "the test never opened the gate"
+        self.fake.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:  # pragma: no cover - unused
+        await self.fake.asleep(seconds)
+
+
+def run_in_thread(fn: Any) -> tuple[threading.Thread, list[object]]:
+    """Start *fn* in a thread; the list receives its result or its exception."""
+    outcome: list[object] = []
+
+    def target() -> None:
+        try:
+            outcome.append(fn())
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
 
 
 async def until_queued(bulkhead: Bulkhead, n: int) -> None:
@@ -159,15 +197,65 @@ class TestSyncAdmission:
         assert (stats.in_flight, stats.queued, stats.admitted, stats.rejected) == (0, 0, 4, 1)
 
     def test_max_wait_sync(self, clock: FakeClock) -> None:
-        """A queued thread is refused after max_wait on the (virtual) clock."""
+        """A queued thread is refused once virtual time moves max_wait past its arrival."""
         hook = RecordingHook()
         bulkhead = Bulkhead(1, max_queue=1, max_wait=5, clock=clock, hooks=(hook,))
-        with bulkhead, pytest.raises(BulkheadFullError, match="max_wait"):
-            bulkhead.call(int)
+        with bulkhead:
+            thread, outcome = run_in_thread(lambda: bulkhead.call(int))
+            spin_until(lambda: bulkhead.statistics().queued == 1)
+            clock.advance(4.5)  # not yet
+            assert outcome == []
+            assert bulkhead.statistics().queued == 1
+            clock.advance(0.5)
+            thread.join(SAFETY)
+            assert not thread.is_alive()
         assert clock.now() == 5.0
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], BulkheadFullError)
+        assert "max_wait" in str(outcome[0])
         assert hook.events == [BulkheadRejected("bulkhead", 1, 0)]
         stats = bulkhead.statistics()
         assert (stats.in_flight, stats.queued, stats.rejected) == (0, 0, 1)
+
+    def test_max_wait_sync_handover_in_virtual_time(self, clock: FakeClock) -> None:
+        """With FakeClock, a queued thread waits until a slot is handed over; no time moves."""
+        bulkhead = Bulkhead(1, max_queue=1, max_wait=5, clock=clock)
+        bulkhead.acquire()
+        thread, outcome = run_in_thread(lambda: bulkhead.call(str, "ok"))
+        spin_until(lambda: bulkhead.statistics().queued == 1)
+        bulkhead.release()
+        thread.join(SAFETY)
+        assert outcome == ["ok"]
+        assert clock.now() == 0
+        clock.advance(10)  # the stale deadline fires harmlessly
+        stats = bulkhead.statistics()
+        assert (stats.in_flight, stats.admitted, stats.rejected) == (0, 2, 0)
+
+    def test_max_wait_zero_sync_refuses_at_once(self, clock: FakeClock) -> None:
+        """max_wait=0 with a virtual clock: a queued thread is refused at once."""
+        bulkhead = Bulkhead(1, max_queue=1, max_wait=0, clock=clock)
+        with bulkhead, pytest.raises(BulkheadFullError, match="max_wait"):
+            bulkhead.call(int)
+        assert clock.now() == 0
+
+    def test_max_wait_sync_fallback_helper_thread(self) -> None:
+        """A clock without call_at: a helper thread sleeps on the clock, then refuses."""
+        gated = GatedClock()
+        bulkhead = Bulkhead(1, max_queue=1, max_wait=5, clock=gated, name="gb")
+        try:
+            with bulkhead:
+                thread, outcome = run_in_thread(lambda: bulkhead.call(int))
+                spin_until(lambda: bulkhead.statistics().queued == 1)
+                assert any(t.name == "seawall-bulkhead-gb-timer" for t in threading.enumerate())
+                assert outcome == []
+                gated.gate.set()
+                thread.join(SAFETY)
+                assert not thread.is_alive()
+        finally:
+            gated.gate.set()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], BulkheadFullError)
+        assert gated.now() == 5.0
 
     def test_max_wait_system_clock_handover(self) -> None:
         """With SystemClock, a waiter handed a slot before max_wait is admitted."""

@@ -1,14 +1,14 @@
 """The hedger's sync shell: attempts in worker threads, the caller driven by the clock.
 
 How time is driven without real sleeping. The sync shell waits for "the next outcome or
-the next hedge time"; with a clock other than `SystemClock` a helper thread sleeps on
-the clock and then wakes the caller. `FakeClock.sleep` returns at once, moving virtual
-time, so with a plain `FakeClock` the delay "elapses" as soon as the caller waits: a
-hedge is launched exactly at ``delay`` (virtual) whenever the primary has not answered
-yet. Tests therefore make attempts that must be slow block on a `threading.Event` that
-the test controls. Tests that need the delay never to elapse use `GatedClock`, whose
-sync sleep waits until the test opens its gate. With `SystemClock`, tests only use
-outcomes that arrive at once (the caller wakes on them), never the delay itself.
+the next hedge time". With `FakeClock` the hedge time is registered with
+``FakeClock.call_at`` and fires only when virtual time reaches it: an attempt that
+must be slow sleeps on the clock (``clock.sleep(delay)``, which fires the hedge) and
+then blocks on a `threading.Event` the test controls, or the test thread advances the
+clock while the call runs; an instant call never hedges. `GatedClock` has no
+``call_at``: it covers the fallback helper thread, whose sleep waits until the test
+opens the gate. With `SystemClock`, tests only use outcomes that arrive at once (the
+caller wakes on them), never the delay itself.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 import random
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,15 +55,23 @@ class GatedClock:
 class Blocking:
     """A sync callable: call n returns ``"r<n>"`` or raises ``errors[n]``.
 
-    Calls listed in *blocked* first wait for `release`. `done` is set when every call
-    that started has returned.
+    Calls listed in *blocked* first sleep *slow* seconds on *clock* (when given: slow
+    in virtual time, which fires the hedge deadline), then wait for `release`. `done`
+    is set when every call that started has returned.
     """
 
     def __init__(
-        self, blocked: set[int] | None = None, errors: dict[int, Exception] | None = None
+        self,
+        blocked: set[int] | None = None,
+        errors: dict[int, Exception] | None = None,
+        *,
+        clock: FakeClock | GatedClock | None = None,
+        slow: float = 0.0,
     ) -> None:
         self.blocked = blocked or set()
         self.errors = errors or {}
+        self.clock = clock
+        self.slow = slow
         self.release = threading.Event()
         self.lock = threading.Condition()
         self.calls: list[tuple[Any, ...]] = []
@@ -76,6 +85,8 @@ class Blocking:
         self.threads.add(threading.current_thread().name)
         try:
             if n in self.blocked:
+                if self.clock is not None:
+                    self.clock.sleep(self.slow)
                 self.release.wait(SAFETY)
             if n in self.errors:
                 raise self.errors[n]
@@ -124,7 +135,7 @@ class TestSyncHedging:
     ) -> None:
         """A primary blocked on an event is hedged at t = delay and the hedge wins."""
         hedger = Hedger(delay=0.2, clock=clock, hooks=(hook,), name="sync")
-        fn = Blocking(blocked={0})
+        fn = Blocking(blocked={0}, clock=clock, slow=0.2)
         assert hedger.call(fn) == "r1"
         assert clock.now() == pytest.approx(0.2)
         assert hook.events == [
@@ -139,9 +150,11 @@ class TestSyncHedging:
     ) -> None:
         """A loser finishing after the call (with a result or an error) changes nothing."""
         hedger = Hedger(delay=0.2, clock=clock)
-        winner_first = Blocking(blocked={0})
+        winner_first = Blocking(blocked={0}, clock=clock, slow=0.2)
         assert hedger.call(winner_first) == "r1"
-        failing_loser = Blocking(blocked={0}, errors={0: RuntimeError("late")})
+        failing_loser = Blocking(
+            blocked={0}, errors={0: RuntimeError("late")}, clock=clock, slow=0.2
+        )
         assert hedger.call(failing_loser) == "r1"
         before = hedger.statistics()
         with caplog.at_level(logging.DEBUG):
@@ -185,9 +198,54 @@ class TestSyncHedging:
     def test_two_hedges_at_each_delay(self, clock: FakeClock) -> None:
         """max_hedges=2: hedges at 0.2 and 0.4 (virtual); the second one answers."""
         hedger = Hedger(delay=0.2, max_hedges=2, clock=clock)
-        fn = Blocking(blocked={0, 1})
+        fn = Blocking(blocked={0, 1}, clock=clock, slow=0.2)
         assert hedger.call(fn) == "r2"
         assert clock.now() == pytest.approx(0.4)
+        fn.wait_all_returned()
+        hedger.close()
+
+    def test_hedge_from_a_test_advancing_the_clock(
+        self, clock: FakeClock, hook: RecordingHook
+    ) -> None:
+        """A blocked primary is hedged when the test thread advances the clock."""
+        hedger = Hedger(delay=0.2, clock=clock, hooks=(hook,), name="sync")
+        fn = Blocking(blocked={0})
+        outcome: list[str] = []
+        thread = threading.Thread(target=lambda: outcome.append(hedger.call(fn)), daemon=True)
+        thread.start()
+        _wait_for_repr(clock, "pending_callbacks=1")  # the hedge time is armed
+        clock.advance(0.1)
+        assert outcome == []
+        clock.advance(0.1)
+        thread.join(SAFETY)
+        assert outcome == ["r1"]
+        assert hook.of_type(HedgeLaunched) == [HedgeLaunched("sync", 1, HedgeReason.DELAY_ELAPSED)]
+        fn.wait_all_returned()
+        hedger.close()
+
+    def test_instant_calls_never_hedge(self, clock: FakeClock, hook: RecordingHook) -> None:
+        """With FakeClock an instant call never hedges and moves no virtual time."""
+        hedger = Hedger(delay=0.2, clock=clock, hooks=(hook,))
+        for _ in range(200):
+            assert hedger.call(Blocking()) == "r0"
+        assert hook.of_type(HedgeLaunched) == []
+        assert clock.now() == 0
+        hedger.close()
+
+    def test_gated_clock_fallback_hedges_at_the_delay(self, gated: GatedClock) -> None:
+        """A clock without call_at: a helper thread sleeps on the clock, then hedges."""
+        hedger = Hedger(delay=0.2, clock=gated, name="g")
+        fn = Blocking(blocked={0})
+        opened: list[bool] = []
+
+        def primary_opens_gate(*args: Any) -> str:
+            if not opened:
+                opened.append(True)
+                gated.gate.set()  # the helper's sleep returns: the delay elapses
+            return fn(*args)
+
+        assert hedger.call(primary_opens_gate) == "r1"
+        assert gated.now() == pytest.approx(0.2)
         fn.wait_all_returned()
         hedger.close()
 
@@ -220,6 +278,7 @@ class TestSyncDecorator:
             """Look a key up."""
             calls.append(key)
             if len(calls) == 1:
+                clock.sleep(0.2)  # slow in virtual time
                 release.wait(SAFETY)
                 return "slow"
             return f"fast{key}"
@@ -284,3 +343,11 @@ class TestSyncStress:
         assert stats.failures == outcomes.count("failed")
         assert stats.primary_wins + stats.hedges_won == 160 - stats.failures
         hedger.close()
+
+
+def _wait_for_repr(clock: FakeClock, text: str) -> str:
+    """Spin (bounded, no sleep) until *text* shows in the clock's repr."""
+    deadline = time.monotonic() + SAFETY
+    while text not in repr(clock):
+        assert time.monotonic() < deadline, f"{text} never showed in {clock!r}"
+    return repr(clock)

@@ -733,13 +733,15 @@ class TestWithTimeout:
     def test_generate_times_out_sync(self) -> None:
         """A sync generate blocked past the timeout is abandoned with CallTimeoutError."""
         release = threading.Event()
+        clock = FakeClock()
 
         class Blocked:
             def generate(self) -> str:
+                clock.sleep(2.0)  # slow in virtual time: passes the deadline
                 release.wait(10)
                 return "late"
 
-        timeout = seawall.Timeout(1.0, clock=FakeClock())
+        timeout = seawall.Timeout(1.0, clock=clock)
         wrapped = seawall.apply_middleware(Blocked(), seawall.with_timeout(timeout))
         try:
             with pytest.raises(seawall.CallTimeoutError):

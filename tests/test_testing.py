@@ -79,7 +79,9 @@ class TestFakeClockSync:
 
     def test_repr(self) -> None:
         """repr shows the virtual time."""
-        assert repr(FakeClock(2.0)) == "FakeClock(now=2.0, autojump=True, sleeping_tasks=0)"
+        assert repr(FakeClock(2.0)) == (
+            "FakeClock(now=2.0, autojump=True, sleeping_tasks=0, pending_callbacks=0)"
+        )
 
     @given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=50))
     def test_time_is_the_sum_of_sleeps(self, durations: list[float]) -> None:
@@ -93,9 +95,180 @@ class TestFakeClockSync:
         assert clock.now() == pytest.approx(sum(durations))
 
 
+class TestFakeClockCallAt:
+    """FakeClock.call_at: callbacks run when virtual time reaches their deadline."""
+
+    def test_fires_at_once_when_due(self) -> None:
+        """A deadline already reached runs the callback at once, in the caller's thread."""
+        clock = FakeClock(5.0)
+        threads: list[int] = []
+        clock.call_at(5.0, lambda: threads.append(threading.get_ident()))
+        clock.call_at(1.0, lambda: threads.append(threading.get_ident()))
+        assert threads == [threading.get_ident()] * 2
+        assert clock.now() == 5.0
+        assert "pending_callbacks=0" in repr(clock)
+
+    def test_fires_on_advance_in_deadline_order(self) -> None:
+        """advance() runs the callbacks now due, earliest first, ties in order."""
+        clock = FakeClock()
+        fired: list[tuple[str, float]] = []
+        for label, deadline in [("c", 3.0), ("a", 1.0), ("b", 2.0), ("a2", 1.0), ("d", 9.0)]:
+
+            def record(label: str = label) -> None:
+                fired.append((label, clock.now()))
+
+            clock.call_at(deadline, record)
+        assert fired == []
+        clock.advance(0.5)
+        assert fired == []
+        clock.advance(2.5)
+        assert fired == [("a", 3.0), ("a2", 3.0), ("b", 3.0), ("c", 3.0)]
+        assert "pending_callbacks=1" in repr(clock)
+        clock.advance(6)
+        assert fired[-1] == ("d", 9.0)
+
+    def test_fires_on_sleep(self) -> None:
+        """sleep() moves time past deadlines and runs their callbacks."""
+        clock = FakeClock()
+        fired: list[str] = []
+        clock.call_at(2.0, lambda: fired.append("two"))
+        clock.call_at(1.0, lambda: fired.append("one"))
+        clock.sleep(1.0)
+        assert fired == ["one"]
+        clock.sleep(5.0)
+        assert fired == ["one", "two"]
+
+    def test_fires_once(self) -> None:
+        """A callback runs once, however often time moves afterwards."""
+        clock = FakeClock()
+        fired: list[int] = []
+        clock.call_at(1.0, lambda: fired.append(1))
+        clock.advance(1)
+        clock.advance(1)
+        clock.sleep(1)
+        assert fired == [1]
+
+    def test_callbacks_run_outside_the_lock(self) -> None:
+        """A callback may read the clock and register more callbacks: no deadlock."""
+        clock = FakeClock()
+        fired: list[tuple[str, float]] = []
+
+        def first() -> None:
+            fired.append(("first", clock.now()))
+            clock.call_at(clock.now(), lambda: fired.append(("due", clock.now())))
+            clock.call_at(4.0, lambda: fired.append(("later", clock.now())))
+
+        clock.call_at(2.0, first)
+        done = threading.Event()
+
+        def mover() -> None:
+            clock.advance(3)
+            done.set()
+
+        thread = threading.Thread(target=mover, daemon=True)
+        thread.start()
+        thread.join(10)
+        assert done.is_set(), "advance() deadlocked in a callback"
+        assert fired == [("first", 3.0), ("due", 3.0)]
+        clock.sleep(1)
+        assert fired[-1] == ("later", 4.0)
+
+    def test_thread_safe_registration(self) -> None:
+        """Eight threads register callbacks at once; each runs exactly once."""
+        clock = FakeClock()
+        fired: list[int] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(8)
+
+        def register(worker: int) -> None:
+            barrier.wait(10)
+            for i in range(200):
+
+                def callback(n: int = worker * 1000 + i) -> None:
+                    with lock:
+                        fired.append(n)
+
+                clock.call_at(1.0 + i % 7, callback)
+
+        threads = [threading.Thread(target=register, args=(w,), daemon=True) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in threads)
+        assert "pending_callbacks=1600" in repr(clock)
+        clock.advance(10)
+        assert sorted(fired) == sorted(w * 1000 + i for w in range(8) for i in range(200))
+
+    def test_concurrent_time_movers_fire_each_callback_once(self) -> None:
+        """Threads sleeping on the clock at once share the due callbacks, none twice."""
+        clock = FakeClock()
+        fired: list[int] = []
+        lock = threading.Lock()
+        for n in range(500):
+
+            def callback(n: int = n) -> None:
+                with lock:
+                    fired.append(n)
+
+            clock.call_at(0.01 * (n + 1), callback)
+
+        def mover() -> None:
+            for _ in range(100):
+                clock.sleep(0.01)
+
+        threads = [threading.Thread(target=mover, daemon=True) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in threads)
+        assert sorted(fired) == list(range(500))
+
+
+class TestSyncDeadlinesOnFakeClock:
+    """Regressions: sync deadlines on FakeClock fire only when virtual time moves."""
+
+    def test_instant_timeout_calls_never_time_out(self) -> None:
+        """2000 instant calls under a 5 s timeout: no timeout, no virtual time spent."""
+        clock = FakeClock()
+        timeout = seawall.Timeout(5, clock=clock)
+        try:
+            for _ in range(2000):
+                assert timeout.call(lambda: 1) == 1
+        finally:
+            timeout.close()
+        assert timeout.statistics().timeouts == 0
+        assert clock.now() == 0
+
+    def test_instant_hedged_calls_launch_no_hedge(self) -> None:
+        """500 instant sync hedged calls: no hedge, no virtual time spent."""
+        clock = FakeClock()
+        hook = RecordingHook()
+        hedger = seawall.Hedger(delay=1, clock=clock, hooks=(hook,))
+        try:
+            for _ in range(500):
+                assert hedger.call(lambda: 1) == 1
+        finally:
+            hedger.close()
+        assert hook.of_type(seawall.HedgeLaunched) == []
+        assert hedger.statistics().hedges_launched == 0
+        assert clock.now() == 0
+
+
 @pytest.mark.anyio
 class TestFakeClockAsync:
     """The async face of FakeClock, on asyncio and trio."""
+
+    async def test_autojump_runs_call_at_callbacks(self, clock: FakeClock) -> None:
+        """An asleep autojump past a deadline runs its callback, in deadline order."""
+        fired: list[tuple[str, float]] = []
+        clock.call_at(3.0, lambda: fired.append(("three", clock.now())))
+        clock.call_at(1.0, lambda: fired.append(("one", clock.now())))
+        await clock.asleep(2)
+        assert fired == [("one", 2.0)]
+        await clock.asleep(5)
+        assert fired == [("one", 2.0), ("three", 7.0)]
 
     async def test_single_sleep_jumps(self, clock: FakeClock) -> None:
         """A lone sleeper moves time to its deadline at once."""

@@ -80,9 +80,15 @@ class TestDaemonPool:
 
             stuck = threading.Event()
             if {primitive!r} == "timeout":
-                policy = seawall.Timeout(1.0, clock=FakeClock())
+                clock = FakeClock()
+                policy = seawall.Timeout(1.0, clock=clock)
+
+                def slow():
+                    clock.sleep(2.0)  # slow in virtual time: passes the deadline
+                    stuck.wait()
+
                 try:
-                    policy.call(stuck.wait)
+                    policy.call(slow)
                 except seawall.CallTimeoutError:
                     print("abandoned")
             else:

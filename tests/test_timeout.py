@@ -1,9 +1,11 @@
 """Timeout: async calls cancelled at the deadline, sync calls abandoned in a worker.
 
 Async tests use `FakeClock`, whose watchdog fires exactly at the virtual deadline.
-Sync tests follow the hedger's: with a `FakeClock` the helper thread's ``sleep``
-returns at once, so a call that must be slow blocks on a `threading.Event` the test
-controls; success paths use `GatedClock`, whose sleep waits until the test opens it.
+Sync tests with a `FakeClock` get their deadline from ``FakeClock.call_at``: a call
+that must be slow sleeps on the clock past the deadline (which fires it), then blocks
+on a `threading.Event` the test controls; an instant call never times out. `GatedClock`
+(no ``call_at``) covers the fallback helper thread, whose sleep waits until the test
+opens the gate.
 """
 
 from __future__ import annotations
@@ -289,6 +291,7 @@ class TestSyncTimeout:
         timeout = Timeout(5, name="t", clock=clock)
 
         def stuck() -> str:
+            clock.sleep(5)  # slow in virtual time: reaches the deadline
             release.wait(SAFETY)
             finished.set()
             return "late"
@@ -311,6 +314,7 @@ class TestSyncTimeout:
 
         def stuck() -> None:
             try:
+                clock.sleep(1)
                 release.wait(SAFETY)
                 raise RuntimeError("late failure")
             finally:
@@ -320,6 +324,60 @@ class TestSyncTimeout:
             timeout.call(stuck)
         release.set()
         assert done.wait(SAFETY)
+        timeout.close()
+
+    def test_gated_clock_fallback_times_out(self, gated: GatedClock) -> None:
+        """A clock without call_at: a helper thread sleeps on the clock, then times out."""
+        release = threading.Event()
+        timeout = Timeout(5, name="g", clock=gated)
+
+        def stuck() -> None:
+            assert any(t.name == "seawall-timeout-g-timer" for t in threading.enumerate())
+            gated.gate.set()  # the helper's sleep returns: the deadline passes
+            release.wait(SAFETY)
+
+        with pytest.raises(CallTimeoutError):
+            timeout.call(stuck)
+        release.set()
+        assert gated.now() == 5.0
+        timeout.close()
+
+    def test_instant_calls_never_time_out(self, clock: FakeClock) -> None:
+        """With FakeClock an instant call returns, and moves no virtual time."""
+        timeout = Timeout(5, clock=clock)
+        for _ in range(200):
+            assert timeout.call(int, "7") == 7
+        assert clock.now() == 0
+        assert timeout.statistics().timeouts == 0
+        timeout.close()
+
+    def test_advancing_the_clock_times_out_a_running_call(self, clock: FakeClock) -> None:
+        """The test thread moves virtual time while the call runs in a worker."""
+        release = threading.Event()
+        started = threading.Event()
+        timeout = Timeout(5, clock=clock)
+        outcome: list[BaseException] = []
+
+        def stuck() -> None:
+            started.set()
+            release.wait(SAFETY)
+
+        def caller() -> None:
+            try:
+                timeout.call(stuck)
+            except CallTimeoutError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=caller, daemon=True)
+        thread.start()
+        assert started.wait(SAFETY)  # the deadline is armed before the call starts
+        clock.advance(4)
+        assert outcome == []
+        clock.advance(1)
+        thread.join(SAFETY)
+        assert not thread.is_alive()
+        assert len(outcome) == 1
+        release.set()
         timeout.close()
 
     def test_result_before_the_deadline(self, gated: GatedClock) -> None:
@@ -392,8 +450,13 @@ class TestHooks:
         hook = RecordingHook()
         release = threading.Event()
         timeout = Timeout(2, name="t", clock=clock, hooks=(hook,))
+
+        def slow() -> None:
+            clock.sleep(3)
+            release.wait(SAFETY)
+
         with pytest.raises(CallTimeoutError):
-            timeout.call(release.wait, SAFETY)
+            timeout.call(slow)
         release.set()
         assert hook.events == [TimedOut("t", 2.0)]
         timeout.close()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, final
 
 import anyio
 
-from seawall._clock import Clock, SystemClock, resolve_clock
+from seawall._clock import Clock, SystemClock, call_after, resolve_clock
 from seawall._errors import BulkheadFullError
 from seawall._hooks import Event, Hook, emit, normalize_hooks
 from seawall._timeout import wait_event
@@ -180,10 +180,13 @@ class Bulkhead:
     with any other clock (e.g. `seawall.testing.FakeClock`) next to a watchdog task
     that sleeps with ``clock.asleep(max_wait)``, so virtual time drives the wait. Sync
     waiters wait on a `threading.Event`, bounded by ``max_wait`` with `SystemClock`;
-    with another clock a helper thread calls ``clock.sleep(max_wait)`` and then wakes
-    the waiter. A virtual clock's ``sleep`` returns at once, so with `FakeClock` a
-    queued sync caller with a ``max_wait`` is refused as soon as the helper runs,
-    unless a slot was handed to it first.
+    with another clock the deadline is set with ``seawall._clock.call_after``: a clock
+    with ``call_at`` (such as `FakeClock`) wakes the waiter when virtual time reaches
+    it, any other clock gets a helper thread that calls ``clock.sleep(max_wait)`` and
+    then wakes the waiter. So with `FakeClock` a queued sync caller is refused only
+    once virtual time moves ``max_wait`` past its arrival (another thread sleeps on
+    the clock or advances it) without a slot handed to it; a ``max_wait`` of 0 refuses
+    at once.
 
     **Threads and tasks.** The queue and counters live under one `threading.Lock`,
     never held across an await or while user code runs. A slot released by a thread
@@ -369,6 +372,15 @@ class Bulkhead:
             if refused is None:
                 waiter = _ThreadWaiter()
                 self._queue.append(waiter)
+                if self._max_wait is not None and not self._real_time:
+                    # Armed under the lock, so that max_wait counts from the moment
+                    # the caller joins the queue (may set the event at once).
+                    call_after(
+                        self._clock,
+                        self._max_wait,
+                        waiter.event.set,
+                        name=f"seawall-bulkhead-{self._name}-timer",
+                    )
         if refused is not None:
             raise self._refuse(*refused, "every slot is busy and the queue is full")
         try:
@@ -382,22 +394,10 @@ class Bulkhead:
 
     def _block(self, waiter: _ThreadWaiter) -> None:
         max_wait = self._max_wait
-        if max_wait is None:
-            waiter.event.wait()
-        elif self._real_time:
+        if max_wait is not None and self._real_time:
             waiter.event.wait(max_wait)
-        else:
-            threading.Thread(
-                target=self._alarm,
-                args=(waiter.event, max_wait),
-                name=f"seawall-bulkhead-{self._name}-timer",
-                daemon=True,
-            ).start()
+        else:  # no max_wait, or the deadline was armed on the clock in acquire()
             waiter.event.wait()
-
-    def _alarm(self, event: threading.Event, seconds: float) -> None:
-        self._clock.sleep(seconds)
-        event.set()
 
     async def aacquire(self) -> None:
         """Take a slot, suspending the calling task while queued; pair with `release`.

@@ -6,13 +6,25 @@ it for `seawall.testing.FakeClock`, which moves virtual time instead of sleeping
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
 
 import anyio
 
 
-__all__ = ("Clock", "SystemClock", "asleep_until", "resolve_clock", "sleep_until")
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+__all__ = (
+    "Clock",
+    "SystemClock",
+    "asleep_until",
+    "call_after",
+    "resolve_clock",
+    "sleep_until",
+)
 
 
 @runtime_checkable
@@ -95,3 +107,31 @@ async def asleep_until(clock: Clock, deadline: float, slack: float = 0.0) -> Non
     while remaining > slack:
         await clock.asleep(remaining)
         remaining = deadline - clock.now()
+
+
+def call_after(clock: Clock, seconds: float, callback: Callable[[], object], *, name: str) -> None:
+    """Run *callback* once *seconds* have passed on *clock*, without blocking the caller.
+
+    The deadline helper of the sync shells (a sync timeout, a bulkhead's ``max_wait``,
+    a sync hedge delay) for clocks other than `SystemClock`, whose callers wait on OS
+    primitives directly.
+
+    * A clock with a callable ``call_at(deadline, callback)`` attribute (a virtual
+      clock such as `seawall.testing.FakeClock`) gets
+      ``clock.call_at(clock.now() + seconds, callback)``: the deadline fires when
+      virtual time moves past it, never by itself. So with a virtual clock, a sync call
+      is slow in virtual time only if it sleeps on the clock (or a test advances the
+      clock) while it runs; an instant call never times out and moves no time.
+    * Any other clock: a daemon thread named *name* calls ``clock.sleep(seconds)`` and
+      then *callback*.
+    """
+    call_at = getattr(clock, "call_at", None)
+    if callable(call_at):
+        call_at(clock.now() + seconds, callback)
+        return
+
+    def alarm() -> None:
+        clock.sleep(seconds)
+        callback()
+
+    threading.Thread(target=alarm, name=name, daemon=True).start()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, final
 
 import anyio
 
-from seawall._clock import Clock, SystemClock, resolve_clock
+from seawall._clock import Clock, SystemClock, call_after, resolve_clock
 from seawall._errors import CallTimeoutError
 from seawall._hooks import Event, Hook, emit, normalize_hooks
 from seawall._threads import DaemonPool, default_workers
@@ -123,10 +123,13 @@ class Timeout:
     `concurrent.futures.ThreadPoolExecutor`'s default size, but its workers are daemon
     threads: an abandoned call keeps its worker busy until it finishes, yet never keeps
     the process from exiting. `close` shuts it down. With `SystemClock` the
-    caller waits on an OS event bounded by *seconds*; with another clock a helper
-    thread calls ``clock.sleep(seconds)`` and then wakes the caller. A virtual clock's
-    ``sleep`` returns at once, so with `FakeClock` a sync call that has not finished
-    when the helper runs times out (tests make slow calls block on an event).
+    caller waits on an OS event bounded by *seconds*; with another clock the deadline
+    is set with ``seawall._clock.call_after``: a clock with ``call_at`` (such as
+    `FakeClock`) fires it when virtual time reaches it, any other clock gets a helper
+    thread that calls ``clock.sleep(seconds)`` and then wakes the caller. So with
+    `FakeClock` a sync call times out only if virtual time moves past the deadline
+    while it runs (the call sleeps on the clock, or a test advances it); an instant
+    call never times out and moves no virtual time.
     Only time out sync calls that are safe to abandon.
 
     Args:
@@ -260,19 +263,22 @@ class Timeout:
         def run() -> T:
             return context.run(fn, *args, **kwargs)
 
-        future = self._pool().submit(run)
         done = threading.Event()
+        if not self._real_time:
+            # Armed before the call starts, so that the deadline counts from here even
+            # when the call itself moves a virtual clock.
+            call_after(
+                self._clock,
+                self._seconds,
+                done.set,
+                name=f"seawall-timeout-{self._name}-timer",
+            )
+        future = self._pool().submit(run)
         future.add_done_callback(lambda _: done.set())
         try:
             if self._real_time:
                 done.wait(self._seconds)
             else:
-                threading.Thread(
-                    target=self._alarm,
-                    args=(done,),
-                    name=f"seawall-timeout-{self._name}-timer",
-                    daemon=True,
-                ).start()
                 done.wait()
         except BaseException:  # KeyboardInterrupt while waiting: abandon, not a timeout
             _abandon(future)
@@ -281,10 +287,6 @@ class Timeout:
             return future.result()
         _abandon(future)
         raise self._expired()
-
-    def _alarm(self, done: threading.Event) -> None:
-        self._clock.sleep(self._seconds)
-        done.set()
 
     def _pool(self) -> DaemonPool:
         executor = self._executor

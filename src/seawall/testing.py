@@ -11,7 +11,7 @@ import asyncio
 import heapq
 import math
 import threading
-from typing import TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
 
 import anyio
 import anyio.lowlevel
@@ -25,6 +25,10 @@ from ._faults import (
     Latency,
 )
 from ._hooks import Event as _Event
+
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 __all__ = (
@@ -72,6 +76,14 @@ class FakeClock:
       deadline first, ties in the order they went to sleep. With *autojump* off, only
       `advance` moves time.
     * ``advance(s)`` moves virtual time forward by *s* and wakes the sleepers that are due.
+    * ``call_at(deadline, callback)`` (thread-safe) runs *callback* once virtual time
+      reaches *deadline*: at once, in the caller's thread, if it already has; otherwise
+      in whichever thread moves time past it (``sleep``, ``advance`` or an autojump of
+      ``asleep``), outside the clock's lock, earliest deadline first (ties in the order
+      they were registered). seawall's sync shells (the sync `seawall.Timeout`, the
+      ``max_wait`` of `seawall.Bulkhead`, the sync hedge delay of `seawall.Hedger`) use
+      it for their deadlines, so with this clock those fire only when virtual time
+      moves, never by themselves.
 
     "Blocked" is judged by the event loop: on trio with
     ``trio.testing.wait_all_tasks_blocked``; on asyncio by an empty ready queue. A task
@@ -88,7 +100,17 @@ class FakeClock:
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_autojump", "_driver", "_lock", "_now", "_seq", "_sleepers", "_sleeps")
+    __slots__ = (
+        "_autojump",
+        "_driver",
+        "_lock",
+        "_now",
+        "_seq",
+        "_sleepers",
+        "_sleeps",
+        "_timer_seq",
+        "_timers",
+    )
 
     def __init__(self, start: float = 0.0, *, autojump: bool = True) -> None:
         if not math.isfinite(start):
@@ -101,11 +123,13 @@ class FakeClock:
         self._seq = 0
         self._driver: _Sleeper | None = None
         self._sleeps: list[float] = []
+        self._timers: list[tuple[float, int, Callable[[], object]]] = []
+        self._timer_seq = 0
 
     def __repr__(self) -> str:
         return (
             f"FakeClock(now={self._now!r}, autojump={self._autojump!r}, "
-            f"sleeping_tasks={len(self._sleepers)})"
+            f"sleeping_tasks={len(self._sleepers)}, pending_callbacks={len(self._timers)})"
         )
 
     @property
@@ -123,6 +147,31 @@ class FakeClock:
         with self._lock:
             self._sleeps.append(seconds)
             self._now += seconds
+        self._run_due()
+
+    def call_at(self, deadline: float, callback: Callable[[], object]) -> None:
+        """Run *callback* once virtual time reaches *deadline* (thread-safe).
+
+        At once, in the calling thread, when *deadline* has already come; otherwise in
+        the thread that moves time past it (``sleep``, ``advance`` or an ``asleep``
+        autojump), outside the clock's lock, so a callback may use the clock. An
+        exception from a callback propagates to that thread.
+        """
+        with self._lock:
+            if deadline > self._now:
+                self._timer_seq += 1
+                heapq.heappush(self._timers, (deadline, self._timer_seq, callback))
+                return
+        callback()
+
+    def _run_due(self) -> None:
+        """Run the callbacks whose deadline has come, earliest first, outside the lock."""
+        while True:
+            with self._lock:
+                if not self._timers or self._timers[0][0] > self._now:
+                    return
+                callback = heapq.heappop(self._timers)[2]
+            callback()
 
     def advance(self, seconds: float) -> None:
         """Move virtual time forward by *seconds* and wake the async sleepers now due.
@@ -132,6 +181,7 @@ class FakeClock:
         _check_seconds(seconds)
         with self._lock:
             self._now += seconds
+        self._run_due()
         while self._sleepers and self._sleepers[0].deadline <= self._now:
             self._wake(heapq.heappop(self._sleepers))
 
@@ -166,6 +216,7 @@ class FakeClock:
                 due = heapq.heappop(self._sleepers)
                 with self._lock:
                     self._now = max(self._now, due.deadline)
+                self._run_due()
                 self._wake(due)
             else:
                 await sleeper.event.wait()

@@ -110,8 +110,11 @@ class Hedger:
     worker until they finish, and attempts beyond the pool's size queue. The workers
     are daemon threads, so a loser that never returns does not keep the process alive. The caller
     waits on an OS condition bounded by the clock's time left with `SystemClock`; with
-    another clock (e.g. `seawall.testing.FakeClock`) a helper thread sleeps on the clock
-    instead, so virtual time drives sync hedging too. `close` shuts the pool down.
+    a virtual clock that has ``call_at`` (e.g. `seawall.testing.FakeClock`) the hedge
+    time is registered on the clock and fires only when virtual time reaches it (an
+    attempt sleeps on the clock, or a test advances it), so an instant call never
+    hedges; with any other clock a helper thread sleeps on the clock. `close` shuts
+    the pool down.
 
     Args:
         delay: Seconds without a result before a hedge starts, or a `timedelta`

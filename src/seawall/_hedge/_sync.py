@@ -6,10 +6,13 @@ for the core's next hedge time as follows, chosen once per call from the clock:
 
 * with `seawall.SystemClock`, a real OS wait on the condition, bounded by the time
   left (``until - clock.now()``): it wakes at the first completion or at the deadline;
-* with any other clock (e.g. `seawall.testing.FakeClock`), a helper thread calls the
-  clock's ``sleep`` for the time left and then notifies the condition, while the caller
-  waits on the condition alone. A virtual clock's ``sleep`` returns at once, so time is
-  whatever the clock says: tests decide when a hedge is due without any real wait.
+* with any other clock, the caller arms a wake-up with ``call_after`` (at most one
+  pending per call) and waits on the condition alone. A clock with ``call_at`` (e.g.
+  `seawall.testing.FakeClock`) fires it when virtual time reaches the hedge time, so
+  an instant call never hedges and moves no time, and tests decide when a hedge is
+  due (an attempt sleeps on the clock, or the test advances it) without any real
+  wait; any other clock gets a helper thread that sleeps on the clock for the time
+  left and then notifies the condition.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
 
-from seawall._clock import SystemClock
+from seawall._clock import SystemClock, call_after
 from seawall._hedge._core import SUCCEEDED, Fail, Wait, Win
 
 
@@ -50,6 +53,7 @@ class SyncCall(Generic[T]):
         "futures",
         "inbox",
         "kwargs",
+        "rang",
         "run",
         "start",
         "starts",
@@ -74,7 +78,8 @@ class SyncCall(Generic[T]):
         self.values: list[Any] = []
         self.starts: list[float] = []
         self.ended = False
-        self.armed: float | None = None
+        self.armed = False  # a wake-up is pending on the clock
+        self.rang = False  # a wake-up fired and the caller has not looked yet
         self.run, self.start = engine.begin()
 
     def outcome(self) -> T:
@@ -119,16 +124,18 @@ class SyncCall(Generic[T]):
             if type(decision) is Fail:
                 raise engine.failed(self.errors)
             until = cast("Wait", decision).until
+            if until is not None and not real_time:
+                # Armed outside the condition's lock: a virtual clock may run the
+                # wake-up at once, in this thread.
+                self._arm(max(0.0, until - clock.now()))
             with cond:
-                if self.inbox:
+                if self.inbox or self.rang:
+                    self.rang = False
                     continue
-                if until is None:
+                if until is None or not real_time:
                     cond.wait()
-                elif real_time:
-                    cond.wait(until - clock.now())
                 else:
-                    self._arm_locked(until - now)
-                    cond.wait()
+                    cond.wait(until - clock.now())
 
     def _launch(self, index: int, at: float | None = None) -> None:
         self.errors.append(None)
@@ -151,21 +158,22 @@ class SyncCall(Generic[T]):
             self.inbox.append((index, error, value))
             self.cond.notify()
 
-    def _arm_locked(self, seconds: float) -> None:
-        # One helper thread per distinct deadline; it only sleeps on the clock.
-        if self.armed is not None:
-            return
-        self.armed = seconds
-        thread = threading.Thread(
-            target=self._tick,
-            args=(seconds,),
-            name=f"seawall-hedger-{self.engine.name}-timer",
-            daemon=True,
-        )
-        thread.start()
-
-    def _tick(self, seconds: float) -> None:
-        self.engine.clock.sleep(seconds)
+    def _arm(self, seconds: float) -> None:
+        # At most one wake-up pending per call; when it fires the caller re-reads the
+        # clock and arms the next one if a hedge is still ahead.
         with self.cond:
-            self.armed = None
+            if self.armed:
+                return
+            self.armed = True
+        call_after(
+            self.engine.clock,
+            seconds,
+            self._tick,
+            name=f"seawall-hedger-{self.engine.name}-timer",
+        )
+
+    def _tick(self) -> None:
+        with self.cond:
+            self.armed = False
+            self.rang = True
             self.cond.notify()
