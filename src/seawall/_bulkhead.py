@@ -7,20 +7,19 @@ isolates one dependency so that its slowness cannot take every thread or task.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, final
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar, final
 
 import anyio
 
 from seawall._clock import Clock, SystemClock, call_after, resolve_clock
+from seawall._decorate import decorate_with_calls
 from seawall._errors import BulkheadFullError
 from seawall._hooks import Event, Hook, emit, normalize_hooks
 from seawall._timeout import wait_event
-from seawall._validate import check_name, check_positive_int, is_async_callable, to_seconds
+from seawall._validate import check_name, check_positive_int, to_seconds
 
 
 if TYPE_CHECKING:
@@ -496,30 +495,9 @@ class Bulkhead:
             TypeError: *fn* is not callable, or is a (sync or async) generator function:
                 use ``with bulkhead:`` / ``async with bulkhead:`` inside it instead.
         """
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            msg = f"cannot decorate the generator function {fn!r}; use `with bulkhead:` in it"
-            raise TypeError(msg)
-        wrapper: Callable[..., object]
-        if is_async_callable(fn):
-            wrapper = self._wrap_coroutine(cast("Callable[..., Awaitable[Any]]", fn))
-        else:
-            wrapper = self._wrap_function(fn)
-        return cast("Callable[P, T]", functools.update_wrapper(wrapper, fn))
-
-    def _wrap_function(self, fn: Callable[P, T]) -> Callable[P, T]:
-        call = self.call
-
-        def bulkhead_wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, **kwargs)
-
-        return bulkhead_wrapper
-
-    def _wrap_coroutine(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        acall = self.acall
-
-        async def bulkhead_wrapper(*args: Any, **kwargs: Any) -> T:
-            return await acall(fn, *args, **kwargs)
-
-        return bulkhead_wrapper
+        return decorate_with_calls(
+            fn,
+            self.call,
+            self.acall,
+            generator_hint="use `with bulkhead:` / `async with bulkhead:` inside it instead",
+        )

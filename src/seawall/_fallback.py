@@ -5,12 +5,11 @@ A fallback never retries and never delays: it maps a failure to a value, once.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, final
 
+from seawall._decorate import decorate_with_calls
 from seawall._hooks import Event, Hook, emit, normalize_hooks
 from seawall._validate import check_callable, check_name, is_async_callable
 
@@ -274,32 +273,9 @@ class Fallback:
             TypeError: *fn* is not callable, or is a (sync or async) generator
                 function; or *fn* is sync and the factory async.
         """
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise TypeError(f"cannot decorate the generator function {fn!r}")
-        wrapper: Callable[..., object]
-        if is_async_callable(fn):
-            wrapper = self._wrap_coroutine(cast("Callable[..., Awaitable[Any]]", fn))
-        elif self._async_factory:
+        if self._async_factory and not is_async_callable(fn):
             msg = f"fallback {self._name!r}: an async factory cannot serve the sync {fn!r}"
             raise TypeError(msg)
-        else:
-            wrapper = self._wrap_function(fn)
-        return cast("Callable[P, T]", functools.update_wrapper(wrapper, fn))
-
-    def _wrap_function(self, fn: Callable[P, T]) -> Callable[P, T]:
-        call = self.call
-
-        def fallback_wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, **kwargs)
-
-        return fallback_wrapper
-
-    def _wrap_coroutine(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        acall = self.acall
-
-        async def fallback_wrapper(*args: Any, **kwargs: Any) -> T:
-            return await acall(fn, *args, **kwargs)
-
-        return fallback_wrapper
+        return decorate_with_calls(
+            fn, self.call, self.acall, generator_hint="guard the code that consumes it instead"
+        )

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
-import functools
-import inspect
 import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, final
 
 import anyio
 
 from seawall._clock import Clock, SystemClock, call_after, resolve_clock
+from seawall._decorate import decorate_with_calls
 from seawall._errors import CallTimeoutError
 from seawall._hooks import Event, Hook, emit, normalize_hooks
 from seawall._threads import DaemonPool, default_workers
-from seawall._validate import check_name, is_async_callable, to_seconds
+from seawall._validate import check_name, to_seconds
 
 
 if TYPE_CHECKING:
@@ -324,32 +323,9 @@ class Timeout:
         Raises:
             TypeError: *fn* is not callable, or is a (sync or async) generator function.
         """
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            msg = f"cannot time out the generator function {fn!r}; use timeout.scope() in it"
-            raise TypeError(msg)
-        wrapper: Callable[..., object]
-        if is_async_callable(fn):
-            wrapper = self._wrap_coroutine(cast("Callable[..., Awaitable[Any]]", fn))
-        else:
-            wrapper = self._wrap_function(fn)
-        return cast("Callable[P, T]", functools.update_wrapper(wrapper, fn))
-
-    def _wrap_function(self, fn: Callable[P, T]) -> Callable[P, T]:
-        call = self.call
-
-        def timeout_wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, **kwargs)
-
-        return timeout_wrapper
-
-    def _wrap_coroutine(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-        async def timeout_wrapper(*args: Any, **kwargs: Any) -> T:
-            async with TimeoutScope(self):
-                return await fn(*args, **kwargs)
-
-        return timeout_wrapper
+        return decorate_with_calls(
+            fn, self.call, self.acall, generator_hint="use timeout.scope() inside it instead"
+        )
 
 
 @final

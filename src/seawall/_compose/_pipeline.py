@@ -7,15 +7,14 @@ which knows about models and streams; a pipeline only runs calls.
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
 
+from seawall._decorate import decorate_with_calls
 from seawall._limit import RateLimiter
-from seawall._validate import is_async_callable
 
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable
 
 
 __all__ = ("Pipeline",)
@@ -169,30 +168,9 @@ class Pipeline:
         Raises:
             TypeError: *fn* is not callable, or is a (sync or async) generator function.
         """
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise TypeError(f"cannot run the generator function {fn!r} through a pipeline")
-        if is_async_callable(fn):
-            wrapper: Callable[..., object] = self._wrap_async(
-                cast("Callable[..., Awaitable[Any]]", fn)
-            )
-        else:
-            wrapper = self._wrap_sync(fn)
-        return cast("Callable[P, T]", functools.update_wrapper(wrapper, fn))
-
-    def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
-        call = self.call
-
-        def pipeline_wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, **kwargs)
-
-        return pipeline_wrapper
-
-    def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-        acall = self.acall
-
-        async def pipeline_wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await acall(fn, *args, **kwargs)
-
-        return pipeline_wrapper
+        return decorate_with_calls(
+            fn,
+            self.call,
+            self.acall,
+            generator_hint="run the code that consumes it through the pipeline instead",
+        )
