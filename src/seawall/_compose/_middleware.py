@@ -21,7 +21,7 @@ from seawall._timeout import Timeout
 from seawall._validate import check_callable, to_seconds
 
 from ._model import Args, Kwargs, Layer, M, wrap_model
-from ._streams import EMPTY, aclose_iterator, aopen_first, close_iterator, open_first
+from ._streams import EMPTY, aclose_iterator, aopen_first, close_iterator, open_first, relay
 
 
 if TYPE_CHECKING:
@@ -92,11 +92,7 @@ class _BreakerLayer:
     ) -> Generator[Any, None, None]:
         # Closing early raises GeneratorExit here, which the guard records as nothing.
         with self._breaker.guard():
-            iterator = iter(open_stream(*args, **kwargs))
-            try:
-                yield from iterator
-            finally:
-                close_iterator(iterator)
+            yield from relay(open_stream, args, kwargs)
 
     async def astream(
         self,
@@ -257,11 +253,7 @@ class _RateLimitLayer:
         self, open_stream: Callable[..., Iterator[Any]], args: Args, kwargs: Kwargs
     ) -> Generator[Any, None, None]:
         self._limiter.acquire()
-        iterator = iter(open_stream(*args, **kwargs))
-        try:
-            yield from iterator
-        finally:
-            close_iterator(iterator)
+        yield from relay(open_stream, args, kwargs)
 
     async def astream(
         self,
@@ -436,11 +428,7 @@ class _HedgeLayer:
         self, open_stream: Callable[..., Iterator[Any]], args: Args, kwargs: Kwargs
     ) -> Generator[Any, None, None]:
         # Not hedged: a sync stream's losers would be abandoned with their connections.
-        iterator = iter(open_stream(*args, **kwargs))
-        try:
-            yield from iterator
-        finally:
-            close_iterator(iterator)
+        yield from relay(open_stream, args, kwargs)
 
     async def astream(
         self,
@@ -607,11 +595,7 @@ class _BulkheadLayer:
         self, open_stream: Callable[..., Iterator[Any]], args: Args, kwargs: Kwargs
     ) -> Generator[Any, None, None]:
         with self._bulkhead:
-            iterator = iter(open_stream(*args, **kwargs))
-            try:
-                yield from iterator
-            finally:
-                close_iterator(iterator)
+            yield from relay(open_stream, args, kwargs)
 
     async def astream(
         self,
@@ -672,11 +656,7 @@ class _FallbackLayer:
     def stream(
         self, open_stream: Callable[..., Iterator[Any]], args: Args, kwargs: Kwargs
     ) -> Generator[Any, None, None]:
-        iterator = iter(open_stream(*args, **kwargs))
-        try:
-            yield from iterator
-        finally:
-            close_iterator(iterator)
+        yield from relay(open_stream, args, kwargs)
 
     async def astream(
         self,

@@ -12,7 +12,7 @@ import anyio
 
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 
 
 __all__ = (
@@ -92,3 +92,18 @@ async def aopen_first(
         await aclose_iterator(iterator)
         raise
     return iterator, first
+
+
+def relay(
+    open_stream: Callable[..., Iterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Generator[Any, None, None]:
+    """Open a sync stream and yield all of it; close it however the iteration ends.
+
+    Only for sync streams: an async twin would be an async generator nested in another,
+    whose early close leaves the inner one to the garbage collector (trio warns).
+    """
+    iterator = iter(open_stream(*args, **kwargs))
+    try:
+        yield from iterator
+    finally:
+        close_iterator(iterator)
