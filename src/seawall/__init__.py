@@ -40,6 +40,8 @@ from ._compose import with_hedge as with_hedge
 from ._compose import with_rate_limit as with_rate_limit
 from ._compose import with_retry as with_retry
 from ._compose import with_timeout as with_timeout
+from ._compose._telemetry import ModelCallEnded as ModelCallEnded
+from ._compose._telemetry import ModelCallStarted as ModelCallStarted
 from ._errors import BulkheadFullError as BulkheadFullError
 from ._errors import CallTimeoutError as CallTimeoutError
 from ._errors import CircuitOpenError as CircuitOpenError
@@ -76,6 +78,14 @@ from ._limit import RateLimiter as RateLimiter
 from ._limit import RateLimiterStatistics as RateLimiterStatistics
 from ._limit import TokensSettled as TokensSettled
 
+# -- exports: calls and attempts, for instrumentation --
+from ._observe import AttemptEnded as AttemptEnded
+from ._observe import AttemptKind as AttemptKind
+from ._observe import AttemptStarted as AttemptStarted
+from ._observe import CallEnded as CallEnded
+from ._observe import CallStarted as CallStarted
+from ._observe import Outcome as Outcome
+
 # -- exports: retrier --
 from ._retry import Attempt as Attempt
 from ._retry import GiveUpReason as GiveUpReason
@@ -98,12 +108,17 @@ __all__ = (
     "AcquireWaited",
     "AdaptiveDelay",
     "Attempt",
+    "AttemptEnded",
+    "AttemptKind",
+    "AttemptStarted",
     "Bulkhead",
     "BulkheadFullError",
     "BulkheadRejected",
     "BulkheadStatistics",
+    "CallEnded",
     "CallGuard",
     "CallRejected",
+    "CallStarted",
     "CallTimeoutError",
     "CircuitBreaker",
     "CircuitBreakerStatistics",
@@ -132,6 +147,9 @@ __all__ = (
     "LLMRateLimiter",
     "LLMRateLimiterStatistics",
     "Model",
+    "ModelCallEnded",
+    "ModelCallStarted",
+    "Outcome",
     "Pipeline",
     "RateLimited",
     "RateLimitedError",
