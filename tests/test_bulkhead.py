@@ -173,7 +173,7 @@ class TestSyncAdmission:
         error = info.value
         assert isinstance(error, RejectedError)
         assert (error.primitive_name, error.retry_after) == ("db", None)
-        assert hook.events == [BulkheadRejected("db", 2, 0)]
+        assert hook.of_type(BulkheadRejected) == [BulkheadRejected("db", 2, 0)]
         assert bulkhead.statistics().in_flight == 0
 
     def test_fifo_handover_between_threads(self) -> None:
@@ -213,7 +213,7 @@ class TestSyncAdmission:
         assert len(outcome) == 1
         assert isinstance(outcome[0], BulkheadFullError)
         assert "max_wait" in str(outcome[0])
-        assert hook.events == [BulkheadRejected("bulkhead", 1, 0)]
+        assert hook.of_type(BulkheadRejected) == [BulkheadRejected("bulkhead", 1, 0)]
         stats = bulkhead.statistics()
         assert (stats.in_flight, stats.queued, stats.rejected) == (0, 0, 1)
 
@@ -339,7 +339,7 @@ class TestAsyncAdmission:
             with pytest.raises(BulkheadFullError, match="queue is full"):
                 await bulkhead.acall(record, 99)
         assert order == [0, 1]
-        assert hook.events == [BulkheadRejected("bulkhead", 1, 2)]
+        assert hook.of_type(BulkheadRejected) == [BulkheadRejected("bulkhead", 1, 2)]
         stats = bulkhead.statistics()
         assert (stats.in_flight, stats.queued, stats.admitted, stats.rejected) == (0, 0, 3, 1)
 

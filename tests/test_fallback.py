@@ -266,7 +266,7 @@ class TestHooksAndStatistics:
         fallback.call(boom, error)
         fallback.call(lambda: -1)
         fallback.call(lambda: 1)
-        assert hook.events == [FellBack("f", error), FellBack("f", None)]
+        assert hook.of_type(FellBack) == [FellBack("f", error), FellBack("f", None)]
         assert fallback.statistics() == FallbackStatistics(name="f", calls=3, fallbacks=2)
 
     def test_hook_error_is_logged(self, caplog: pytest.LogCaptureFixture) -> None:

@@ -197,14 +197,18 @@ class TestHooks:
     """Events reach the hooks, outside the lock."""
 
     async def test_events(self, clock: FakeClock) -> None:
-        """RateLimited on refusal, AcquireWaited after a wait."""
+        """RateLimited on refusal, AcquireWaited on every grant (wait 0.0 when at once)."""
         hook = RecordingHook()
         limiter = make(clock, hooks=(hook,))
         await limiter.aacquire(4)
         with pytest.raises(RateLimitedError):
             await limiter.aacquire(2, max_wait=0.1)
         await limiter.aacquire(1)
-        assert hook.events == [RateLimited("api", 2, 1.0), AcquireWaited("api", 1, 0.5)]
+        assert hook.events == [
+            AcquireWaited("api", 4, 0.0),
+            RateLimited("api", 2, 1.0),
+            AcquireWaited("api", 1, 0.5),
+        ]
 
 
 class TestStatistics:

@@ -52,7 +52,10 @@ class TestKeys:
         with pytest.raises(RateLimitedError, match="'a'") as info:
             limiter.acquire("a", 2, max_wait=1)
         assert info.value.retry_after == pytest.approx(2.0)
-        assert hook.events == [RateLimited("tenants", 2, 2.0, "a")]
+        assert hook.events == [
+            AcquireWaited("tenants", 2, 0.0, "a"),
+            RateLimited("tenants", 2, 2.0, "a"),
+        ]
 
     def test_cost_above_burst(self, clock: FakeClock) -> None:
         """A cost above burst is a ValueError naming cost."""
@@ -67,7 +70,10 @@ class TestKeys:
         await limiter.aacquire("a", 2)
         await limiter.aacquire("a", 1)
         assert clock.sleeps == pytest.approx([1.0])
-        assert hook.events == [AcquireWaited("tenants", 1, 1.0, "a")]
+        assert hook.events == [
+            AcquireWaited("tenants", 2, 0.0, "a"),
+            AcquireWaited("tenants", 1, 1.0, "a"),
+        ]
 
     @pytest.mark.anyio
     async def test_cancel_during_acquire(self) -> None:

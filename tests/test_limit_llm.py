@@ -238,7 +238,7 @@ class TestMaxWait:
         assert clock.sleeps == []
         stats = limiter.statistics()
         assert (stats.rejections, stats.requests_available, stats.tokens_available) == (1, 59, 0)
-        assert hook.events == [RateLimited("llm", 500, 5.0)]
+        assert hook.events == [AcquireWaited("llm", 6000, 0.0), RateLimited("llm", 500, 5.0)]
 
     def test_within_max_wait_waits(self, clock: FakeClock) -> None:
         """A wait within max_wait (a timedelta works too) is taken."""
@@ -501,6 +501,7 @@ class TestHooks:
         assert limiter.try_reserve(2000) is None
         limiter.reserve(2000).settle(2500)
         assert hook.events == [
+            AcquireWaited("llm", 6000, 0.0),
             TokensSettled("llm", 6000, 5000, -1000, 1000.0),
             RateLimited("llm", 2000, 10.0),
             AcquireWaited("llm", 2000, 10.0),

@@ -11,6 +11,7 @@ import pytest
 from seawall import (
     AcquireCancelled,
     AcquireWaited,
+    Event,
     RateLimited,
     RateLimitedError,
     RateLimiter,
@@ -221,7 +222,7 @@ class TestHooks:
     """Events are reported only when hooks are attached."""
 
     def test_events(self, clock: FakeClock) -> None:
-        """RateLimited on refusal, AcquireWaited after a wait."""
+        """RateLimited on refusal, AcquireWaited on every grant (wait 0.0 when at once)."""
         hook = RecordingHook()
         limiter = make(clock, hooks=(hook,))
         limiter.acquire(4)
@@ -230,6 +231,7 @@ class TestHooks:
             limiter.acquire(2, max_wait=0.1)
         limiter.acquire(1)
         assert hook.events == [
+            AcquireWaited("api", 4, 0.0),
             RateLimited("api", 1, 0.5),
             RateLimited("api", 2, 1.0),
             AcquireWaited("api", 1, 0.5),
@@ -318,3 +320,23 @@ class TestInstantiate:
         limiter = RateLimiter(rate=1000, burst=10)
         assert limiter.try_acquire()
         assert limiter.statistics().grants == 1
+
+
+class TestGrantEventsFollowHookInterest:
+    def test_zero_wait_grants_only_for_hooks_wanting_call_events(self, clock: FakeClock) -> None:
+        """Hooks declining call events get waits, not the zero-wait grant of every call."""
+
+        class Quiet:
+            wants_call_events = False
+
+            def __init__(self) -> None:
+                self.events: list[Event] = []
+
+            def __call__(self, event: Event) -> None:
+                self.events.append(event)
+
+        quiet = Quiet()
+        limiter = RateLimiter(rate=1, burst=1, name="api", clock=clock, hooks=(quiet,))
+        limiter.acquire()  # granted at once: nothing
+        limiter.acquire()  # waits one second: reported
+        assert quiet.events == [AcquireWaited("api", 1, 1.0)]

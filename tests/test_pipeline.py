@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 import seawall
+import seawall.testing
 from seawall.testing import FakeClock
 
 
@@ -223,3 +224,35 @@ class TestInvalid:
             seawall.Pipeline()(gen)
         with pytest.raises(TypeError, match=r"^fn must be callable"):
             seawall.Pipeline()(3)  # type: ignore[arg-type]
+
+
+class TestPipelineReportsCalls:
+    def test_limiter_policy_reports_each_call(self, clock: FakeClock) -> None:
+        """A limiter in a pipeline reports every call it admits as a rate_limiter call."""
+        hook = seawall.testing.RecordingHook()
+        limiter = seawall.RateLimiter(rate=1, burst=1, hooks=(hook,), clock=clock)
+        pipeline = seawall.Pipeline(limiter)
+        assert pipeline.call(lambda: 7) == 7
+        assert pipeline.call(lambda: 8) == 8  # waits one second for its token
+        ended = hook.of_type(seawall.CallEnded)
+        assert [(e.started.primitive, e.outcome, e.duration) for e in ended] == [
+            ("rate_limiter", seawall.Outcome.SUCCESS, 0.0),
+            ("rate_limiter", seawall.Outcome.SUCCESS, 1.0),
+        ]
+
+    @pytest.mark.anyio
+    async def test_limiter_policy_reports_each_async_call(self, clock: FakeClock) -> None:
+        """The async path reports the same, with the failure of the protected call."""
+        hook = seawall.testing.RecordingHook()
+        limiter = seawall.RateLimiter(rate=1, burst=1, hooks=(hook,), clock=clock)
+        pipeline = seawall.Pipeline(limiter)
+        error = ValueError("boom")
+
+        async def fail() -> None:
+            raise error
+
+        with pytest.raises(ValueError, match="boom"):
+            await pipeline.acall(fail)
+        (ended,) = hook.of_type(seawall.CallEnded)
+        assert ended.outcome is seawall.Outcome.FAILURE
+        assert ended.exception is error

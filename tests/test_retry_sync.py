@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import seawall
-from seawall import GiveUpReason, Jitter, Retrier, RetryGaveUp, RetryScheduled
+from seawall import (
+    AttemptEnded,
+    AttemptStarted,
+    CallEnded,
+    CallStarted,
+    GiveUpReason,
+    Jitter,
+    Retrier,
+    RetryGaveUp,
+    RetryScheduled,
+)
 from seawall.testing import FakeClock, RecordingHook
 
 
@@ -396,17 +406,23 @@ class TestHooks:
         errors = [ConnectionError(1), ConnectionError(2), ConnectionError(3)]
         with pytest.raises(ConnectionError):
             retrier.call(Flaky(*errors))
-        assert hook.events == [
+        retry_events = [e for e in hook.events if isinstance(e, RetryScheduled | RetryGaveUp)]
+        assert retry_events == [
             RetryScheduled("db", 1, 0.1, errors[0], False),
             RetryScheduled("db", 2, 0.2, errors[1], False),
             RetryGaveUp("db", 3, GiveUpReason.ATTEMPTS_EXHAUSTED, errors[2]),
         ]
 
     def test_no_event_on_first_try_success(self, clock: FakeClock) -> None:
-        """A call that succeeds at once reports nothing."""
+        """A call that succeeds at once reports only the call and its one attempt."""
         hook = RecordingHook()
         Retrier(hooks=(hook,), clock=clock).call(Flaky())
-        assert hook.events == []
+        assert [type(e) for e in hook.events] == [
+            CallStarted,
+            AttemptStarted,
+            AttemptEnded,
+            CallEnded,
+        ]
 
     def test_raising_hook_does_not_break_the_call(
         self, clock: FakeClock, caplog: pytest.LogCaptureFixture

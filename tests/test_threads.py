@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,9 @@ import threading
 import pytest
 
 from seawall._threads import DaemonPool, default_workers
+
+
+TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("TENANT", default="none")
 
 
 class TestDaemonPool:
@@ -64,6 +68,39 @@ class TestDaemonPool:
         with pytest.raises(RuntimeError, match="shut down"):
             pool.submit(lambda: None)
         pool.shutdown()  # idempotent
+
+    def test_calls_run_in_a_copy_of_the_submitters_context(self) -> None:
+        """A call sees the context variables set when it was submitted, not later ones."""
+        pool = DaemonPool(1, "context")
+        gate = threading.Event()
+
+        def read_later() -> str:
+            gate.wait(10)
+            return TENANT.get()
+
+        token = TENANT.set("acme")
+        try:
+            blocked = pool.submit(read_later)
+            TENANT.set("globex")  # after submit: the queued call keeps its copy
+            assert TENANT.get() == "globex"
+            gate.set()
+            assert blocked.result(timeout=10) == "acme"
+        finally:
+            TENANT.reset(token)
+        pool.shutdown()
+
+    def test_a_calls_changes_do_not_leak(self) -> None:
+        """What a call sets stays in its copy: not in the caller, not in the next call."""
+        pool = DaemonPool(1, "leak")
+
+        def set_tenant() -> str:
+            TENANT.set("inside")
+            return TENANT.get()
+
+        assert pool.submit(set_tenant).result(timeout=10) == "inside"
+        assert TENANT.get() == "none"
+        assert pool.submit(TENANT.get).result(timeout=10) == "none"  # same worker thread
+        pool.shutdown()
 
     def test_default_workers(self) -> None:
         """The default size follows ThreadPoolExecutor's rule."""

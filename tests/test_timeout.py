@@ -21,7 +21,15 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from seawall import CallTimeoutError, SystemClock, TimedOut, Timeout, TimeoutStatistics
+from seawall import (
+    CallEnded,
+    CallTimeoutError,
+    Outcome,
+    SystemClock,
+    TimedOut,
+    Timeout,
+    TimeoutStatistics,
+)
 from seawall.testing import FakeClock, RecordingHook
 
 
@@ -188,7 +196,8 @@ class TestAsyncTimeout:
         assert timeout.statistics() == TimeoutStatistics(
             name="timeout", timeout=5.0, calls=1, timeouts=0
         )
-        assert hook.events == []
+        assert hook.of_type(TimedOut) == []
+        assert [e.outcome for e in hook.of_type(CallEnded)] == [Outcome.CANCELLED]
 
     async def test_already_cancelled_caller(self, clock: FakeClock) -> None:
         """A caller cancelled before the call gets cancellation, not a timeout."""
@@ -458,7 +467,7 @@ class TestHooks:
         with pytest.raises(CallTimeoutError):
             timeout.call(slow)
         release.set()
-        assert hook.events == [TimedOut("t", 2.0)]
+        assert hook.of_type(TimedOut) == [TimedOut("t", 2.0)]
         timeout.close()
 
     @pytest.mark.anyio
@@ -469,4 +478,4 @@ class TestHooks:
         await timeout.acall(clock.asleep, 1)
         with pytest.raises(CallTimeoutError):
             await timeout.acall(clock.asleep, 3)
-        assert hook.events == [TimedOut("timeout", 2.0)]
+        assert hook.of_type(TimedOut) == [TimedOut("timeout", 2.0)]

@@ -19,7 +19,9 @@ from ._breaker import TimeWindow as TimeWindow
 
 # -- exports: bulkhead --
 from ._bulkhead import Bulkhead as Bulkhead
+from ._bulkhead import BulkheadAcquired as BulkheadAcquired
 from ._bulkhead import BulkheadRejected as BulkheadRejected
+from ._bulkhead import BulkheadReleased as BulkheadReleased
 from ._bulkhead import BulkheadStatistics as BulkheadStatistics
 from ._classify import Classification as Classification
 from ._classify import ErrorKind as ErrorKind
@@ -39,6 +41,7 @@ from ._compose import with_fallback as with_fallback
 from ._compose import with_hedge as with_hedge
 from ._compose import with_rate_limit as with_rate_limit
 from ._compose import with_retry as with_retry
+from ._compose import with_telemetry as with_telemetry
 from ._compose import with_timeout as with_timeout
 from ._compose._telemetry import ModelCallEnded as ModelCallEnded
 from ._compose._telemetry import ModelCallStarted as ModelCallStarted
@@ -78,6 +81,9 @@ from ._limit import RateLimiter as RateLimiter
 from ._limit import RateLimiterStatistics as RateLimiterStatistics
 from ._limit import TokensSettled as TokensSettled
 
+# -- exports: logging --
+from ._logging import LoggingHook as LoggingHook
+
 # -- exports: calls and attempts, for instrumentation --
 from ._observe import AttemptEnded as AttemptEnded
 from ._observe import AttemptKind as AttemptKind
@@ -112,8 +118,10 @@ __all__ = (
     "AttemptKind",
     "AttemptStarted",
     "Bulkhead",
+    "BulkheadAcquired",
     "BulkheadFullError",
     "BulkheadRejected",
+    "BulkheadReleased",
     "BulkheadStatistics",
     "CallEnded",
     "CallGuard",
@@ -146,6 +154,7 @@ __all__ = (
     "LLMLease",
     "LLMRateLimiter",
     "LLMRateLimiterStatistics",
+    "LoggingHook",
     "Model",
     "ModelCallEnded",
     "ModelCallStarted",
@@ -180,6 +189,7 @@ __all__ = (
     "with_hedge",
     "with_rate_limit",
     "with_retry",
+    "with_telemetry",
     "with_timeout",
 )
 

@@ -18,6 +18,7 @@ from seawall._clock import Clock, SystemClock, call_after, resolve_clock
 from seawall._decorate import decorate_with_calls
 from seawall._errors import BulkheadFullError
 from seawall._hooks import Event, Hook, emit, normalize_hooks
+from seawall._observe import observer_for
 from seawall._timeout import wait_event
 from seawall._validate import check_name, check_positive_int, to_seconds
 
@@ -28,7 +29,13 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 
-__all__ = ("Bulkhead", "BulkheadRejected", "BulkheadStatistics")
+__all__ = (
+    "Bulkhead",
+    "BulkheadAcquired",
+    "BulkheadRejected",
+    "BulkheadReleased",
+    "BulkheadStatistics",
+)
 
 DEFAULT_NAME: Final = "bulkhead"
 
@@ -47,6 +54,53 @@ class BulkheadRejected(Event):
         name: The bulkhead's name.
         in_flight: Calls holding a slot when the call was refused.
         queued: Callers waiting in the queue when the call was refused.
+
+    .. versionadded:: 0.1.0
+    """
+
+    in_flight: int
+    queued: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class BulkheadAcquired(Event):
+    """A caller got a slot, at once or after queueing.
+
+    Reported after the slot is taken, outside the lock, by `seawall.Bulkhead.acquire`
+    and `seawall.Bulkhead.aacquire` and so by every call, ``with`` block and decorated
+    function. With `BulkheadReleased` it lets a metrics hook follow the calls in flight
+    (+1 here, -1 there: the events of different callers may be reported out of order).
+
+    Attributes:
+        name: The bulkhead's name.
+        in_flight: Slots held just after this one was taken.
+        queued: Callers still waiting in the queue then.
+        wait: Seconds the caller spent queued, on the bulkhead's clock; 0.0 when a slot
+            was free at once.
+
+    .. versionadded:: 0.1.0
+    """
+
+    in_flight: int
+    queued: int
+    wait: float
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class BulkheadReleased(Event):
+    """A caller gave its slot back (`seawall.Bulkhead.release`, or the end of a call).
+
+    Reported after the slot is freed or handed to the head of the queue, outside the
+    lock. A handed-over slot stays in flight: the waiter that gets it reports its own
+    `BulkheadAcquired` when it resumes.
+
+    Attributes:
+        name: The bulkhead's name.
+        in_flight: Slots held just after the release (a slot handed to a waiter counts
+            as held).
+        queued: Callers still waiting in the queue then.
 
     .. versionadded:: 0.1.0
     """
@@ -208,9 +262,14 @@ class Bulkhead:
         max_wait: The longest a queued caller waits, in seconds (>= 0) or as a
             `timedelta`; ``None`` (the default) waits as long as needed.
         name: Used in errors, events and the repr. Default ``"bulkhead"``.
-        clock: The clock that measures ``max_wait``. Default: the system clock.
-        hooks: Callables that receive `BulkheadRejected` events, outside the lock.
-            Default none. A hook that raises is logged and ignored.
+        clock: The clock that measures ``max_wait``, the queueing time of
+            `BulkheadAcquired` and the duration of calls. Default: the system clock.
+        hooks: Callables that receive `BulkheadAcquired`, `BulkheadReleased` and
+            `BulkheadRejected` events, outside the lock, and each call (`call`,
+            `acall`, a ``with`` block, a decorated function) as a
+            `seawall.CallStarted` / `seawall.CallEnded` pair (primitive
+            ``"bulkhead"``; a refused call ends `seawall.Outcome.REJECTED`). Default
+            none. A hook that raises is logged and ignored.
 
     Raises:
         TypeError: A parameter has the wrong type; the message names it.
@@ -230,6 +289,7 @@ class Bulkhead:
         "_max_queue",
         "_max_wait",
         "_name",
+        "_observer",
         "_queue",
         "_real_time",
         "_rejected",
@@ -252,6 +312,8 @@ class Bulkhead:
         self._clock = resolve_clock(clock)
         self._real_time = type(self._clock) is SystemClock
         self._hooks = normalize_hooks(hooks)
+        # Built only with hooks: without, `call` and `acall` test this one None.
+        self._observer = observer_for(self._hooks, self._clock, self._name, "bulkhead")
         self._lock = threading.Lock()
         self._queue: deque[_Waiter] = deque()
         self._in_flight = 0
@@ -326,28 +388,47 @@ class Bulkhead:
         self._rejected += 1
         return self._in_flight, queued
 
-    def _release(self) -> None:
-        """Free one slot: hand it to the head of the queue, or give it back."""
+    def _release(self, report: bool = True) -> None:
+        """Free one slot: hand it to the head of the queue, or give it back.
+
+        Reports `BulkheadReleased` (with hooks) unless *report* is false: a cancelled
+        waiter passing on a slot it never reported as acquired.
+        """
         while True:
             with self._lock:
                 if not self._queue:
                     self._in_flight -= 1
-                    return
+                    if not self._hooks or not report:
+                        return
+                    in_flight, queued = self._in_flight, 0
+                    break
                 waiter = self._queue.popleft()
                 waiter.granted = True
+                in_flight, queued = self._in_flight, len(self._queue)
             if waiter.wake():
-                return
+                break
             # The waiter's event loop is gone; pass its slot on to the next one.
+        if self._hooks and report:
+            emit(self._hooks, BulkheadReleased(self._name, in_flight, queued))
 
-    def _settle(self, waiter: _Waiter) -> tuple[int, int] | None:
+    def _acquired(self, in_flight: int, queued: int, queued_at: float | None) -> None:
+        """Report `BulkheadAcquired`; *queued_at* is when the caller joined the queue."""
+        wait = 0.0 if queued_at is None else max(0.0, self._clock.now() - queued_at)
+        emit(self._hooks, BulkheadAcquired(self._name, in_flight, queued, wait))
+
+    def _settle(self, waiter: _Waiter, queued_at: float) -> tuple[int, int] | None:
         """After a wait: keep the slot handed over, or leave the queue and count a refusal."""
         with self._lock:
             if waiter.granted:
                 self._admitted += 1
-                return None
-            self._queue.remove(waiter)
-            self._rejected += 1
-            return self._in_flight, len(self._queue)
+                in_flight, queued = self._in_flight, len(self._queue)
+            else:
+                self._queue.remove(waiter)
+                self._rejected += 1
+                return self._in_flight, len(self._queue)
+        if self._hooks:
+            self._acquired(in_flight, queued, queued_at)
+        return None
 
     def _abort(self, waiter: _Waiter) -> None:
         """Clean up after a cancelled waiter: leave the queue, or pass its slot on."""
@@ -356,7 +437,7 @@ class Bulkhead:
             if not waiter.granted:
                 self._queue.remove(waiter)
                 return
-        self._release()
+        self._release(report=False)
 
     def acquire(self) -> None:
         """Take a slot, blocking the calling thread while queued; pair with `release`.
@@ -366,11 +447,16 @@ class Bulkhead:
         """
         with self._lock:
             if self._try_enter_locked():
-                return
-            refused = self._queue_full_locked()
-            if refused is None:
+                if not self._hooks:
+                    return
+                entered = self._in_flight, len(self._queue)
+            else:
+                entered = None
+                refused = self._queue_full_locked()
+            if entered is None and refused is None:
                 waiter = _ThreadWaiter()
                 self._queue.append(waiter)
+                queued_at = self._clock.now() if self._hooks else 0.0
                 if self._max_wait is not None and not self._real_time:
                     # Armed under the lock, so that max_wait counts from the moment
                     # the caller joins the queue (may set the event at once).
@@ -380,6 +466,9 @@ class Bulkhead:
                         waiter.event.set,
                         name=f"seawall-bulkhead-{self._name}-timer",
                     )
+        if entered is not None:  # with hooks only
+            self._acquired(*entered, None)
+            return
         if refused is not None:
             raise self._refuse(*refused, "every slot is busy and the queue is full")
         try:
@@ -387,7 +476,7 @@ class Bulkhead:
         except BaseException:  # KeyboardInterrupt while queued: leave nothing behind
             self._abort(waiter)
             raise
-        refused = self._settle(waiter)
+        refused = self._settle(waiter, queued_at)
         if refused is not None:
             raise self._refuse(*refused, f"no slot within max_wait={self._max_wait:g} s")
 
@@ -408,11 +497,19 @@ class Bulkhead:
         """
         with self._lock:
             if self._try_enter_locked():
-                return
-            refused = self._queue_full_locked()
-            if refused is None:
+                if not self._hooks:
+                    return
+                entered = self._in_flight, len(self._queue)
+            else:
+                entered = None
+                refused = self._queue_full_locked()
+            if entered is None and refused is None:
                 waiter = _TaskWaiter()
                 self._queue.append(waiter)
+                queued_at = self._clock.now() if self._hooks else 0.0
+        if entered is not None:  # with hooks only
+            self._acquired(*entered, None)
+            return
         if refused is not None:
             raise self._refuse(*refused, "every slot is busy and the queue is full")
         try:
@@ -420,7 +517,7 @@ class Bulkhead:
         except BaseException:  # anyio/trio cancellation included: leave nothing behind
             self._abort(waiter)
             raise
-        refused = self._settle(waiter)
+        refused = self._settle(waiter, queued_at)
         if refused is not None:
             raise self._refuse(*refused, f"no slot within max_wait={self._max_wait:g} s")
 
@@ -437,12 +534,18 @@ class Bulkhead:
 
     # -- calls -------------------------------------------------------------------------
 
+    # `call` and `acall` repeat the few lines of `_call` / `_acall` rather than calling
+    # them: the extra frame and the re-packing of *args and **kwargs would cost a third
+    # of the bulkhead's overhead on the path without hooks.
+
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` in the calling thread while holding a slot.
 
         Raises:
             seawall.BulkheadFullError: No slot, and no queue place or no slot in time.
         """
+        if self._observer is not None:
+            return self._observer.call(self._call, fn, *args, **kwargs)
         self.acquire()
         try:
             return fn(*args, **kwargs)
@@ -455,6 +558,26 @@ class Bulkhead:
         Raises:
             seawall.BulkheadFullError: No slot, and no queue place or no slot in time.
         """
+        if self._observer is not None:
+            return await self._observer.acall(self._acall, fn, *args, **kwargs)
+        await self.aacquire()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            self._release()
+
+    def _call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`call` without the reporting: what the observer and the decorator run."""
+        self.acquire()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._release()
+
+    async def _acall(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`acall` without the reporting: what the observer and the decorator run."""
         await self.aacquire()
         try:
             return await fn(*args, **kwargs)
@@ -462,7 +585,16 @@ class Bulkhead:
             self._release()
 
     def __enter__(self) -> None:
-        self.acquire()
+        observer = self._observer
+        if observer is None:
+            self.acquire()
+            return
+        observer.enter_block()
+        try:
+            self.acquire()
+        except BaseException as exc:  # refused or interrupted: the call ends here
+            observer.exit_block(exc)
+            raise
 
     def __exit__(
         self,
@@ -470,10 +602,26 @@ class Bulkhead:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._release()
+        observer = self._observer
+        if observer is None:
+            self._release()
+            return
+        try:
+            self._release()
+        finally:
+            observer.exit_block(exc)
 
     async def __aenter__(self) -> None:
-        await self.aacquire()
+        observer = self._observer
+        if observer is None:
+            await self.aacquire()
+            return
+        observer.enter_block()
+        try:
+            await self.aacquire()
+        except BaseException as exc:  # refused or cancelled: the call ends here
+            observer.exit_block(exc)
+            raise
 
     async def __aexit__(
         self,
@@ -481,15 +629,22 @@ class Bulkhead:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._release()
+        observer = self._observer
+        if observer is None:
+            self._release()
+            return
+        try:
+            self._release()
+        finally:
+            observer.exit_block(exc)
 
     # -- decorator ---------------------------------------------------------------------
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate *fn* so that each call holds a slot while it runs.
 
-        Coroutine functions go through `acall`, anything else through `call`. The kind
-        is decided once, here.
+        Coroutine functions are run as by `acall`, anything else as by `call`. The kind
+        is decided once, here, and so is the reporting of calls to hooks.
 
         Raises:
             TypeError: *fn* is not callable, or is a (sync or async) generator function:
@@ -497,7 +652,8 @@ class Bulkhead:
         """
         return decorate_with_calls(
             fn,
-            self.call,
-            self.acall,
+            self._call,
+            self._acall,
             generator_hint="use `with bulkhead:` / `async with bulkhead:` inside it instead",
+            observer=self._observer,
         )

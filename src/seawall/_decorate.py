@@ -1,9 +1,10 @@
 """Decorators made of a policy's own ``call`` and ``acall``.
 
 `Timeout`, `Bulkhead`, `Fallback` and `Pipeline` decorate a function by routing each
-call through their ``call`` (sync functions) or ``acall`` (coroutine functions). The
-kind is decided once, when the decorator is applied, and the wrapper keeps the
-function's name, docstring and signature.
+call through their ``call`` (sync functions) or ``acall`` (coroutine functions), or
+the unreported versions of those. The kind is decided once, when the decorator is
+applied, and so is the reporting of calls (only with an `Observer`); the wrapper keeps
+the function's name, docstring and signature.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from seawall._validate import check_callable, is_async_callable
+
+
+if TYPE_CHECKING:
+    from seawall._observe import Observer
 
 
 __all__ = ("decorate_with_calls",)
@@ -28,8 +33,13 @@ def decorate_with_calls(
     acall: Callable[..., Awaitable[Any]],
     *,
     generator_hint: str,
+    observer: Observer | None = None,
 ) -> Callable[P, T]:
     """Wrap *fn* so that each call goes through *call*, or *acall* if *fn* is async.
+
+    With an *observer*, each call of the wrapper is also reported to its hooks (then
+    *call* and *acall* should not report it themselves); without one, nothing is
+    added.
 
     Raises:
         TypeError: *fn* is not callable, or is a (sync or async) generator function,
@@ -53,4 +63,6 @@ def decorate_with_calls(
             return call(fn, *args, **kwargs)
 
         wrapper = sync_wrapper
+    if observer is not None:
+        wrapper = observer.wrap(wrapper)
     return cast("Callable[P, T]", functools.update_wrapper(wrapper, fn))

@@ -9,8 +9,10 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, final
 
+from seawall._clock import Clock, resolve_clock
 from seawall._decorate import decorate_with_calls
 from seawall._hooks import Event, Hook, emit, normalize_hooks
+from seawall._observe import observer_for
 from seawall._validate import check_callable, check_name, is_async_callable
 
 
@@ -44,7 +46,8 @@ _MISSING: Final = _Missing()
 class FellBack(Event):
     """A call was answered with the fallback instead of its own outcome.
 
-    Reported after the fallback value was obtained, before it is returned.
+    Reported after the fallback value was obtained, before it is returned (so inside
+    the call, which ends `seawall.Outcome.SUCCESS`, with hooks).
 
     Attributes:
         name: The fallback policy's name.
@@ -111,8 +114,13 @@ class Fallback:
             `Exception`.
         when_result: Predicate over a result: whether to replace it. Default none.
         name: Used in events and the repr. Default ``"fallback"``.
-        hooks: Callables that receive `FellBack` events. Default none. A hook that
-            raises is logged and ignored.
+        hooks: Callables that receive `FellBack` events, and each call (`call`,
+            `acall`, a decorated function) as a `seawall.CallStarted` /
+            `seawall.CallEnded` pair (primitive ``"fallback"``; a call answered with
+            the fallback ends `seawall.Outcome.SUCCESS`, with its `FellBack` inside).
+            Default none. A hook that raises is logged and ignored.
+        clock: The clock that measures the duration of calls, for hooks. Default: the
+            system clock.
 
     Raises:
         TypeError: A parameter has the wrong type, or both or neither of *value* and
@@ -125,11 +133,13 @@ class Fallback:
     __slots__ = (
         "_async_factory",
         "_calls",
+        "_clock",
         "_factory",
         "_fallbacks",
         "_hooks",
         "_lock",
         "_name",
+        "_observer",
         "_value",
         "_when",
         "_when_result",
@@ -144,6 +154,7 @@ class Fallback:
         when_result: Callable[[Any], object] | None = None,
         name: str = DEFAULT_NAME,
         hooks: Iterable[Hook] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if (value is _MISSING) == (factory is None):
             msg = "give exactly one of value or factory"
@@ -161,6 +172,9 @@ class Fallback:
         self._when_result = when_result
         self._name = check_name(name)
         self._hooks = normalize_hooks(hooks)
+        self._clock = resolve_clock(clock)
+        # Built only with hooks: without, `call` and `acall` test this one None.
+        self._observer = observer_for(self._hooks, self._clock, self._name, "fallback")
         self._lock = threading.Lock()
         self._calls = 0
         self._fallbacks = 0
@@ -183,6 +197,10 @@ class Fallback:
 
     # -- calls -------------------------------------------------------------------------
 
+    # `call` and `acall` repeat the lines of `_call` / `_acall` rather than calling them:
+    # the extra frame and the re-packing of *args and **kwargs would cost as much as the
+    # fallback itself on the path without hooks.
+
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)``; on a chosen failure return the fallback.
 
@@ -194,6 +212,8 @@ class Fallback:
                 raised.
             TypeError: The factory is async (use `acall`).
         """
+        if self._observer is not None:
+            return self._observer.call(self._call, fn, *args, **kwargs)
         self._count_call()
         try:
             result = fn(*args, **kwargs)
@@ -217,6 +237,36 @@ class Fallback:
             Exception: What *fn* raised, when ``when`` declines it; what the factory
                 raised.
         """
+        if self._observer is not None:
+            return await self._observer.acall(self._acall, fn, *args, **kwargs)
+        self._count_call()
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            if self._when is not None and not self._when(exc):
+                raise
+            return cast("T", await self._asubstitute(exc))
+        if self._when_result is not None and self._when_result(result):
+            return cast("T", await self._asubstitute(None))
+        return result
+
+    def _call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`call` without the reporting: what the observer and the decorator run."""
+        self._count_call()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            if self._when is not None and not self._when(exc):
+                raise
+            return cast("T", self._substitute(exc))
+        if self._when_result is not None and self._when_result(result):
+            return cast("T", self._substitute(None))
+        return result
+
+    async def _acall(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`acall` without the reporting: what the observer and the decorator run."""
         self._count_call()
         try:
             result = await fn(*args, **kwargs)
@@ -266,8 +316,8 @@ class Fallback:
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate *fn* so that its failures fall back.
 
-        Coroutine functions go through `acall`, anything else through `call`. The kind
-        is decided once, here.
+        Coroutine functions are run as by `acall`, anything else as by `call`. The kind
+        is decided once, here, and so is the reporting of calls to hooks.
 
         Raises:
             TypeError: *fn* is not callable, or is a (sync or async) generator
@@ -277,5 +327,9 @@ class Fallback:
             msg = f"fallback {self._name!r}: an async factory cannot serve the sync {fn!r}"
             raise TypeError(msg)
         return decorate_with_calls(
-            fn, self.call, self.acall, generator_hint="guard the code that consumes it instead"
+            fn,
+            self._call,
+            self._acall,
+            generator_hint="guard the code that consumes it instead",
+            observer=self._observer,
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 
-__all__ = ("Event", "Hook", "Hooks", "emit", "normalize_hooks")
+__all__ = ("Event", "Hook", "Hooks", "emit", "normalize_hooks", "wants_call_events")
 
 logger = logging.getLogger("seawall")
 
@@ -31,7 +31,14 @@ class Event:
 
 
 Hook: TypeAlias = Callable[[Event], object]
-"""A hook is any callable that takes one event; its return value is ignored."""
+"""A hook is any callable that takes one event; its return value is ignored.
+
+A hook that has no use for the events of every call (`seawall.CallStarted`,
+`seawall.CallEnded`, `seawall.AttemptStarted`, `seawall.AttemptEnded`) may say so with
+an attribute ``wants_call_events = False``. When every hook of a primitive says so,
+the primitive builds none of them, and its success path costs what it costs without
+hooks; the other events still come. Primitives read the attribute once, when made.
+"""
 
 Hooks: TypeAlias = tuple[Hook, ...]
 
@@ -63,3 +70,8 @@ def emit(hooks: Hooks, event: Event) -> None:
             hook(event)
         except Exception:  # noqa: PERF203 -- each hook is isolated from the others
             logger.exception("seawall hook %r raised while handling %r", hook, event)
+
+
+def wants_call_events(hooks: Hooks) -> bool:
+    """Whether any of *hooks* wants call and attempt events (see `Hook`)."""
+    return any(getattr(hook, "wants_call_events", True) for hook in hooks)

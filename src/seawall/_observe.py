@@ -6,10 +6,11 @@ attempt inside the call, as `AttemptStarted` then `AttemptEnded`. The end event 
 the start event itself, so a hook can pair them by identity (``id(event.started)``)
 without any bookkeeping of ours.
 
-Both events of a pair are reported in the caller's context (the same thread or task)
-and the end event always follows, whatever happens in between: success, failure,
-rejection, timeout or cancellation. So a hook may make a span current when a call
-starts and restore the previous one when it ends. Streams and generators are the
+Both events of a pair are reported in the same context (the same thread or task: the
+caller's for a call and a retrier's attempt, the attempt's own task or thread for a
+hedger's attempt), and the end event always follows, whatever happens in between:
+success, failure, rejection, timeout or cancellation. So a hook may make a span
+current when a call starts and restore the previous one when it ends. Streams and generators are the
 exception, flagged by ``CallStarted.stream``: their events come from wherever the
 consumer resumes them.
 
@@ -22,11 +23,12 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
 
 from seawall._errors import CallTimeoutError, RejectedError
-from seawall._hooks import Event, emit
+from seawall._hooks import Event, emit, wants_call_events
 
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ __all__ = (
     "CallStarted",
     "Observer",
     "Outcome",
+    "observer_for",
     "outcome_of",
 )
 
@@ -192,6 +195,13 @@ class AttemptEnded(Event):
     duration: float
 
 
+def observer_for(hooks: Hooks, clock: Clock, name: str, primitive: str) -> Observer | None:
+    """Return an `Observer` for a primitive, or ``None`` when no hook wants its calls."""
+    if hooks and wants_call_events(hooks):
+        return Observer(hooks, clock, name, primitive)
+    return None
+
+
 @final
 class Observer:
     """Reports the calls of one primitive instance; built only when it has hooks.
@@ -269,6 +279,31 @@ class Observer:
         """Return a context manager (sync and async) reporting its block as one call."""
         return CallScope(self)
 
+    def enter_block(self) -> None:
+        """Report the start of a ``with`` block on the primitive itself, as one call.
+
+        For a primitive that is its own context manager (``with bulkhead:``): being
+        shared, it cannot hold the call, so the call is kept in the current context
+        (thread or task) until `exit_block` ends it.
+        """
+        started, began = self.start()
+        _open_blocks.set((*_open_blocks.get(), (self, started, began)))
+
+    def exit_block(self, exc: BaseException | None) -> None:
+        """Report the end of this observer's latest block begun in the current context.
+
+        Blocks of several primitives may nest in any order. Does nothing when there is
+        no such block: one entered in another context (a generator resumed elsewhere)
+        cannot be paired.
+        """
+        blocks = _open_blocks.get()
+        for index in range(len(blocks) - 1, -1, -1):
+            observer, started, began = blocks[index]
+            if observer is self:
+                _open_blocks.set(blocks[:index] + blocks[index + 1 :])
+                self.end(started, began, exc)
+                return
+
     def attempt_start(self, attempt: int, kind: AttemptKind) -> tuple[AttemptStarted, float]:
         """Report an attempt's start; return its event and its start time."""
         started = AttemptStarted(self._name, self._primitive, attempt, kind)
@@ -333,6 +368,12 @@ class Observer:
                 raise
 
         return observed
+
+
+_open_blocks: ContextVar[tuple[tuple[Observer, CallStarted, float], ...]] = ContextVar(
+    "seawall_open_blocks", default=()
+)
+"""The calls begun by `Observer.enter_block` and not ended yet, innermost last."""
 
 
 @final

@@ -4,11 +4,18 @@
 one call that a sync timeout or a sync hedger abandoned, and that never returns, would
 keep the whole process alive. `DaemonPool` runs calls on daemon threads instead: the
 interpreter exits without them. It returns ordinary `concurrent.futures.Future` objects.
+
+Every call runs on the caller's behalf, so it runs in a copy of the submitting thread's
+`contextvars` context, taken at submit time (as `asyncio.to_thread` does): context
+variables such as an OpenTelemetry current span or a tenant id flow into the worker, and
+what the call sets there does not leak back into the caller, nor into the next call the
+worker runs.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import itertools
 import os
 import queue
@@ -21,7 +28,13 @@ __all__ = ("DaemonPool", "default_workers")
 
 T = TypeVar("T")
 
-_Work = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+_Work = tuple[
+    "concurrent.futures.Future[Any]",
+    contextvars.Context,
+    Callable[..., Any],
+    tuple[Any, ...],
+    dict[str, Any],
+]
 
 
 def default_workers() -> int:
@@ -32,6 +45,9 @@ def default_workers() -> int:
 @final
 class DaemonPool:
     """Run calls on up to *max_workers* daemon threads, started on demand and reused.
+
+    Each call runs in a copy of the `contextvars` context of the thread that submitted
+    it, taken by `submit`.
 
     Args:
         max_workers: The most threads at once, >= 1.
@@ -68,15 +84,20 @@ class DaemonPool:
     ) -> concurrent.futures.Future[T]:
         """Schedule ``fn(*args, **kwargs)`` and return its future.
 
+        The call will run in a copy of the current `contextvars` context, taken here.
+
         Raises:
             RuntimeError: The pool was shut down.
         """
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        # One copy per call: a context can be entered by one thread at a time, and the
+        # call's own changes must stay its own.
+        context = contextvars.copy_context()
         with self._lock:
             if self._closed:
                 msg = f"worker pool {self._name!r} is shut down"
                 raise RuntimeError(msg)
-            self._queue.put((future, fn, args, kwargs))
+            self._queue.put((future, context, fn, args, kwargs))
             if not self._idle.acquire(blocking=False) and self._threads < self._max_workers:
                 self._threads += 1
                 threading.Thread(
@@ -109,15 +130,15 @@ class DaemonPool:
             work = self._queue.get()
             if work is None:
                 return
-            future, fn, args, kwargs = work
+            future, context, fn, args, kwargs = work
             del work
             if future.set_running_or_notify_cancel():
                 try:
-                    result = fn(*args, **kwargs)
+                    result = context.run(fn, *args, **kwargs)
                 except BaseException as exc:  # noqa: BLE001 -- handed to the future's owner, as ThreadPoolExecutor does
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
                     del result
-            del future, fn, args, kwargs
+            del future, context, fn, args, kwargs
             self._idle.release()

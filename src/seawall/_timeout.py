@@ -7,7 +7,6 @@ and it never retries: it ends one call that ran too long with `CallTimeoutError`
 from __future__ import annotations
 
 import concurrent.futures
-import contextvars
 import math
 import threading
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from seawall._clock import Clock, SystemClock, call_after, resolve_clock
 from seawall._decorate import decorate_with_calls
 from seawall._errors import CallTimeoutError
 from seawall._hooks import Event, Hook, emit, normalize_hooks
+from seawall._observe import observer_for
 from seawall._threads import DaemonPool, default_workers
 from seawall._validate import check_name, to_seconds
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from anyio.abc import TaskGroup
+
+    from seawall._observe import CallStarted, Observer
 
 
 __all__ = ("TimedOut", "Timeout", "TimeoutScope", "TimeoutStatistics", "wait_event")
@@ -44,7 +46,8 @@ T = TypeVar("T")
 class TimedOut(Event):
     """A call ran past its timeout: cancelled (async) or abandoned (sync).
 
-    Reported just before `seawall.CallTimeoutError` is raised to the caller.
+    Reported just before `seawall.CallTimeoutError` is raised to the caller (so before
+    the `seawall.CallEnded` of the call, with hooks).
 
     Attributes:
         name: The timeout policy's name.
@@ -134,9 +137,13 @@ class Timeout:
     Args:
         seconds: The timeout, in seconds (> 0, finite) or as a `timedelta`.
         name: Used in errors, events and the repr. Default ``"timeout"``.
-        clock: The clock that measures the timeout. Default: the system clock.
-        hooks: Callables that receive `TimedOut` events. Default none. A hook that
-            raises is logged and ignored.
+        clock: The clock that measures the timeout and the duration of calls.
+            Default: the system clock.
+        hooks: Callables that receive `TimedOut` events, and each call (`call`,
+            `acall`, a `scope` block, a decorated function) as a
+            `seawall.CallStarted` / `seawall.CallEnded` pair (primitive
+            ``"timeout"``; a call that timed out ends `seawall.Outcome.TIMEOUT`, after
+            its `TimedOut`). Default none. A hook that raises is logged and ignored.
 
     Raises:
         TypeError: A parameter has the wrong type; the message names it.
@@ -152,6 +159,7 @@ class Timeout:
         "_hooks",
         "_lock",
         "_name",
+        "_observer",
         "_real_time",
         "_seconds",
         "_timeouts",
@@ -173,6 +181,8 @@ class Timeout:
         self._clock = resolve_clock(clock)
         self._real_time = type(self._clock) is SystemClock
         self._hooks = normalize_hooks(hooks)
+        # Built only with hooks: without, a call tests this one None.
+        self._observer = observer_for(self._hooks, self._clock, self._name, "timeout")
         self._lock = threading.Lock()
         self._executor: DaemonPool | None = None
         self._calls = 0
@@ -229,9 +239,10 @@ class Timeout:
 
         ``async with timeout.scope(): ...`` raises `CallTimeoutError` from the
         ``async with`` when the block runs past the timeout (it is cancelled first).
-        Each ``scope()`` is single-use; call it again for the next block.
+        Each ``scope()`` is single-use; call it again for the next block. With hooks,
+        the block is reported as one call.
         """
-        return TimeoutScope(self)
+        return TimeoutScope(self, self._observer)
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)``; cancel it after the timeout.
@@ -242,7 +253,14 @@ class Timeout:
         Raises:
             seawall.CallTimeoutError: The call ran past the timeout and was cancelled.
         """
-        async with TimeoutScope(self):
+        async with TimeoutScope(self, self._observer):
+            return await fn(*args, **kwargs)
+
+    async def _acall(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`acall` without the reporting, for the decorator (which reports)."""
+        async with TimeoutScope(self, None):
             return await fn(*args, **kwargs)
 
     # -- sync --------------------------------------------------------------------------
@@ -256,12 +274,14 @@ class Timeout:
         Raises:
             seawall.CallTimeoutError: The call ran past the timeout; it was abandoned.
         """
+        # Delegating costs a frame, nothing next to the hand-over to a worker thread.
+        if self._observer is not None:
+            return self._observer.call(self._call, fn, *args, **kwargs)
+        return self._call(fn, *args, **kwargs)
+
+    def _call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`call` without the reporting: what the observer and the decorator run."""
         self._count_call()
-        context = contextvars.copy_context()
-
-        def run() -> T:
-            return context.run(fn, *args, **kwargs)
-
         done = threading.Event()
         if not self._real_time:
             # Armed before the call starts, so that the deadline counts from here even
@@ -272,7 +292,8 @@ class Timeout:
                 done.set,
                 name=f"seawall-timeout-{self._name}-timer",
             )
-        future = self._pool().submit(run)
+        # The pool runs fn in a copy of this thread's context variables.
+        future = self._pool().submit(fn, *args, **kwargs)
         future.add_done_callback(lambda _: done.set())
         try:
             if self._real_time:
@@ -318,26 +339,38 @@ class Timeout:
         """Decorate *fn* so that each call runs under the timeout.
 
         Coroutine functions go through the async path (cancellation), anything else
-        through `call` (a worker thread). The kind is decided once, here.
+        through `call` (a worker thread). The kind is decided once, here, and so is the
+        reporting of calls to hooks.
 
         Raises:
             TypeError: *fn* is not callable, or is a (sync or async) generator function.
         """
         return decorate_with_calls(
-            fn, self.call, self.acall, generator_hint="use timeout.scope() inside it instead"
+            fn,
+            self._call,
+            self._acall,
+            generator_hint="use timeout.scope() inside it instead",
+            observer=self._observer,
         )
 
 
 @final
 class TimeoutScope:
-    """The async context manager returned by `Timeout.scope`; one use only."""
+    """The async context manager returned by `Timeout.scope`; one use only.
 
-    __slots__ = ("_scope", "_task_group", "_timeout")
+    With an *observer* (the timeout's, when it has hooks) the block is reported as one
+    call, ended after the `TimedOut` event of a timeout.
+    """
 
-    def __init__(self, timeout: Timeout) -> None:
+    __slots__ = ("_began", "_call", "_observer", "_scope", "_task_group", "_timeout")
+
+    def __init__(self, timeout: Timeout, observer: Observer | None = None) -> None:
         self._timeout = timeout
+        self._observer = observer
         self._scope: anyio.CancelScope | None = None
         self._task_group: TaskGroup | None = None
+        self._call: CallStarted | None = None
+        self._began = 0.0
 
     def __repr__(self) -> str:
         return f"<TimeoutScope of {self._timeout!r}>"
@@ -345,20 +378,27 @@ class TimeoutScope:
     async def __aenter__(self) -> None:
         if self._scope is not None:
             raise RuntimeError("a timeout scope can be entered only once")
-        timeout = self._timeout
-        timeout._count_call()  # noqa: SLF001 -- the scope is part of the policy
-        seconds = timeout.seconds
-        if timeout._real_time:  # noqa: SLF001 -- same
-            scope = anyio.move_on_after(seconds)
-            scope.__enter__()
-        else:
-            task_group = anyio.create_task_group()
-            await task_group.__aenter__()
-            scope = anyio.CancelScope()
-            scope.__enter__()
-            task_group.start_soon(_watchdog, timeout.clock, seconds, scope)
-            self._task_group = task_group
-        self._scope = scope
+        observer = self._observer
+        if observer is not None:
+            self._call, self._began = observer.start()
+        try:
+            timeout = self._timeout
+            timeout._count_call()  # noqa: SLF001 -- the scope is part of the policy
+            seconds = timeout.seconds
+            if timeout._real_time:  # noqa: SLF001 -- same
+                scope = anyio.move_on_after(seconds)
+                scope.__enter__()
+            else:
+                task_group = anyio.create_task_group()
+                await task_group.__aenter__()
+                scope = anyio.CancelScope()
+                scope.__enter__()
+                task_group.start_soon(_watchdog, timeout.clock, seconds, scope)
+                self._task_group = task_group
+            self._scope = scope
+        except BaseException as exc:  # cancelled while starting the watchdog: the call ends
+            self._end(exc)
+            raise
 
     async def __aexit__(
         self,
@@ -369,21 +409,36 @@ class TimeoutScope:
         scope = self._scope
         if scope is None:  # pragma: no cover - __aexit__ without __aenter__
             raise AssertionError("unreachable")
-        task_group = self._task_group
-        if task_group is None:
-            scope.__exit__(exc_type, exc, traceback)
-        else:
-            try:
+        try:
+            task_group = self._task_group
+            if task_group is None:
                 scope.__exit__(exc_type, exc, traceback)
-            finally:
-                # Stop the watchdog; the body's own outcome is not passed to the group,
-                # so that an exception is re-raised as is, never wrapped in a group.
-                task_group.cancel_scope.cancel()
-                await task_group.__aexit__(None, None, None)
+            else:
+                try:
+                    scope.__exit__(exc_type, exc, traceback)
+                finally:
+                    # Stop the watchdog; the body's own outcome is not passed to the
+                    # group, so that an exception is re-raised as is, never in a group.
+                    task_group.cancel_scope.cancel()
+                    await task_group.__aexit__(None, None, None)
+        except BaseException as raised:  # a failure to clean up
+            self._end(raised)
+            raise
         # Only our deadline (or watchdog) cancels this scope. Its __exit__ return value
         # does not tell (trio's says True when there was no exception at all).
         if scope.cancelled_caught:
-            raise self._timeout._expired() from None  # noqa: SLF001 -- part of the policy
+            error = self._timeout._expired()  # noqa: SLF001 -- part of the policy
+            self._end(error)
+            raise error from None
+        if self._call is not None:
+            self._end(exc)  # the block's own outcome, which goes on unchanged
+
+    def _end(self, exc: BaseException | None) -> None:
+        """Report the end of the block's call, if one was reported as started."""
+        call = self._call
+        if call is not None and self._observer is not None:
+            self._call = None
+            self._observer.end(call, self._began, exc)
 
 
 async def _watchdog(clock: Clock, seconds: float, scope: anyio.CancelScope) -> None:

@@ -17,6 +17,7 @@ import anyio
 from seawall._clock import Clock, resolve_clock
 from seawall._errors import CircuitOpenError
 from seawall._hooks import Hook, emit, normalize_hooks
+from seawall._observe import observer_for
 from seawall._validate import check_name, is_async_callable
 
 from ._core import BreakerCore
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Iterable
     from datetime import timedelta
     from types import TracebackType
+
+    from seawall._observe import CallStarted, Observer
 
 
 __all__ = ("CircuitBreaker",)
@@ -133,7 +136,10 @@ class CircuitBreaker:
             Default ``None``: results never count as failures.
         name: Used in errors, events and the repr. Default ``"circuit-breaker"``.
         hooks: Callables receiving `CircuitStateChanged` and `CallRejected` events,
-            after the change is committed and outside the lock. Default none.
+            after the change is committed and outside the lock, and each call as a
+            `seawall.CallStarted` / `seawall.CallEnded` pair (primitive
+            ``"circuit_breaker"``; a rejected call ends `seawall.Outcome.REJECTED`,
+            and generators report with ``stream=True``). Default none.
         clock: The time source. Default: the monotonic system clock.
 
     Raises:
@@ -151,6 +157,7 @@ class CircuitBreaker:
         "_judge",
         "_lock",
         "_name",
+        "_observer",
         "_success_needs_now",
         "_times_calls",
     )
@@ -201,6 +208,8 @@ class CircuitBreaker:
         self._clock = resolve_clock(clock)
         self._lock = threading.Lock()
         self._core = BreakerCore(options, name=name, record_events=bool(self._hooks))
+        # Built only with hooks: without, `call` and `acall` test this one None.
+        self._observer = observer_for(self._hooks, self._clock, name, "circuit_breaker")
         # None from the judge means "record nothing" (cancellation); only the default
         # judge may say so: a user predicate's answer is taken as true or false.
         self._judge: Callable[[Exception], bool | None] = (
@@ -284,6 +293,8 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: The breaker refused the call; *fn* was not called.
         """
+        if self._observer is not None:
+            return self._observer.call(self._wrap_function(fn), *args, **kwargs)
         ticket = self._admit()
         started = self._clock.now() if self._times_calls else 0.0
         failed: bool | None = None
@@ -307,6 +318,8 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: The breaker refused the call; *fn* was not called.
         """
+        if self._observer is not None:
+            return await self._observer.acall(self._wrap_coroutine(fn), *args, **kwargs)
         ticket = self._admit()
         started = self._clock.now() if self._times_calls else 0.0
         failed: bool | None = None
@@ -327,15 +340,19 @@ class CircuitBreaker:
         Entering admits the call (or raises `CircuitOpenError`); leaving records the
         outcome of the block: no exception is a success, an exception is judged by
         ``is_failure``, cancellation records nothing. The guard never swallows
-        exceptions and serves one call only.
+        exceptions and serves one call only. With hooks, the block (admission included)
+        is reported as one call.
         """
-        return CallGuard(self._admit, self._report, self._judge_exception, self._stopwatch())
+        return CallGuard(
+            self._admit, self._report, self._judge_exception, self._stopwatch(), self._observer
+        )
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate *fn*: a sync function, coroutine function, or sync/async generator.
 
-        The kind is decided once, here. A generator is admitted when it starts and its
-        outcome recorded when it finishes or raises; one closed early records nothing.
+        The kind is decided once, here, and so is the reporting of calls to hooks
+        (none without hooks). A generator is admitted when it starts and its outcome
+        recorded when it finishes or raises; one closed early records nothing.
         """
         wrapper: Callable[..., object]
         if inspect.isasyncgenfunction(fn):
@@ -346,6 +363,8 @@ class CircuitBreaker:
             wrapper = self._wrap_generator(cast("Callable[..., Generator[Any]]", fn))
         else:
             wrapper = self._wrap_function(fn)
+        if self._observer is not None:
+            wrapper = self._observer.wrap(wrapper)
         return cast("Callable[P, T]", functools.update_wrapper(wrapper, fn))
 
     # -- the shared plumbing -----------------------------------------------------------
@@ -532,7 +551,21 @@ class CallGuard:
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_admit", "_judge", "_report", "_started", "_stopwatch", "_ticket")
+    __slots__ = (
+        "_admit",
+        "_began",
+        "_call",
+        "_judge",
+        "_observer",
+        "_report",
+        "_started",
+        "_stopwatch",
+        "_ticket",
+    )
+
+    # Set by __enter__ only when there is an observer (so never read without one).
+    _call: CallStarted
+    _began: float
 
     def __init__(
         self,
@@ -540,11 +573,13 @@ class CallGuard:
         report: Callable[[int, bool | None, float], None],
         judge: Callable[[Exception], bool | None],
         stopwatch: Clock | None,
+        observer: Observer | None = None,
     ) -> None:
         self._admit = admit
         self._report = report
         self._judge = judge
         self._stopwatch = stopwatch
+        self._observer = observer
         self._ticket = 0  # 0: not entered yet; -1: used up
         self._started = 0.0
 
@@ -556,7 +591,18 @@ class CallGuard:
         if self._ticket:
             msg = "a breaker guard serves one call; take a fresh one from breaker.guard()"
             raise RuntimeError(msg)
-        self._ticket = self._admit()
+        observer = self._observer
+        if observer is None:
+            self._ticket = self._admit()
+        else:
+            # The reported call includes admission, so a rejection is reported inside it.
+            call, began = observer.start()
+            self._call, self._began = call, began
+            try:
+                self._ticket = self._admit()
+            except BaseException as exc:
+                observer.end(call, began, exc)
+                raise
         if self._stopwatch is not None:
             self._started = self._stopwatch.now()
 
@@ -573,7 +619,14 @@ class CallGuard:
             failed = self._judge(exc)
         else:
             failed = None  # cancellation: record nothing, free the slot
-        self._report(ticket, failed, self._started)
+        observer = self._observer
+        if observer is None:
+            self._report(ticket, failed, self._started)
+            return
+        try:
+            self._report(ticket, failed, self._started)
+        finally:
+            observer.end(self._call, self._began, exc)
 
     async def __aenter__(self) -> None:
         self.__enter__()

@@ -13,3 +13,4 @@ from ._model import Model as Model
 from ._model import apply_middleware as apply_middleware
 from ._model import as_llm_middleware as as_llm_middleware
 from ._pipeline import Pipeline as Pipeline
+from ._telemetry import with_telemetry as with_telemetry

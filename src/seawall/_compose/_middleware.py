@@ -242,12 +242,12 @@ class _RateLimitLayer:
         return f"with_rate_limit({self._limiter.name!r})"
 
     def call(self, fn: Callable[..., T], args: Args, kwargs: Kwargs) -> T:
-        self._limiter.acquire()
-        return fn(*args, **kwargs)
+        with self._limiter:  # one token; reported as a call when the limiter has hooks
+            return fn(*args, **kwargs)
 
     async def acall(self, fn: Callable[..., Awaitable[T]], args: Args, kwargs: Kwargs) -> T:
-        await self._limiter.aacquire()
-        return await fn(*args, **kwargs)
+        async with self._limiter:
+            return await fn(*args, **kwargs)
 
     def stream(
         self, open_stream: Callable[..., Iterator[Any]], args: Args, kwargs: Kwargs

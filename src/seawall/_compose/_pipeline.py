@@ -36,12 +36,12 @@ class _LimiterPolicy:
         return repr(self._limiter)
 
     def call(self, fn: Callable[[], T], /) -> T:
-        self._limiter.acquire()
-        return fn()
+        with self._limiter:  # one token; reported as a call when the limiter has hooks
+            return fn()
 
     async def acall(self, fn: Callable[[], Awaitable[T]], /) -> T:
-        await self._limiter.aacquire()
-        return await fn()
+        async with self._limiter:
+            return await fn()
 
 
 @final

@@ -7,6 +7,12 @@ hedges, and on a verdict cancels the group's scope, which cancels every loser, a
 waits for them, warning after ``cancel_timeout``. The group then exits, so no attempt
 outlives the call.
 
+With hooks, each attempt task runs `AsyncCall._observed_attempt` instead of
+`AsyncCall._attempt` (chosen when the task is started): the same work inside an
+`AttemptStarted` / `AttemptEnded` pair reported from the attempt's own task, whose
+context is a copy of the host's (anyio's ``start_soon`` copies it on asyncio and trio),
+so a tracing hook's attempt span is a child of the call's.
+
 The host waits for "the next outcome or the next hedge time" in one of two ways,
 chosen once per hedger from its clock. With `seawall.SystemClock`, it waits on an
 `anyio.Event` under `anyio.move_on_after`: an outcome sets the event, and no
@@ -24,6 +30,7 @@ import anyio
 from seawall._clock import SystemClock
 from seawall._hedge._core import SUCCEEDED, Wait, Win
 from seawall._hedge._engine import logger
+from seawall._observe import AttemptKind
 
 
 if TYPE_CHECKING:
@@ -33,6 +40,7 @@ if TYPE_CHECKING:
 
     from seawall._hedge._core import Decision
     from seawall._hedge._engine import HedgeEngine
+    from seawall._observe import Observer
 
 
 __all__ = ("EMPTY", "AsyncCall", "close_stream")
@@ -123,7 +131,10 @@ class AsyncCall(Generic[T]):
         real_time = type(clock) is SystemClock
         async with anyio.create_task_group() as task_group:
             self.task_group = task_group
-            task_group.start_soon(self._attempt, 0)
+            if self.engine.observer is None:
+                task_group.start_soon(self._attempt, 0)
+            else:
+                task_group.start_soon(self._observed_attempt, 0)
             while True:
                 now = clock.now()
                 decision = self._settle(now)
@@ -200,7 +211,8 @@ class AsyncCall(Generic[T]):
         task_group = self.task_group
         if task_group is None:  # pragma: no cover - hedges start inside the group
             raise AssertionError("unreachable")
-        task_group.start_soon(self._attempt, index, name=f"seawall hedge {index}")
+        attempt = self._attempt if self.engine.observer is None else self._observed_attempt
+        task_group.start_soon(attempt, index, name=f"seawall hedge {index}")
 
     async def _watch(self) -> None:
         # The group cannot exit before its tasks do; this only makes a stuck wait
@@ -231,6 +243,36 @@ class AsyncCall(Generic[T]):
             except Exception as exc:  # noqa: BLE001 -- the core decides; cancellation passes
                 self._report(index, exc, None)
             else:
+                self._report(index, None, value)
+        finally:
+            live.discard(index)
+            if not live and self.watch_scope is not None:
+                self.watch_scope.cancel()
+
+    async def _observed_attempt(self, index: int) -> None:
+        # `_attempt`, inside an AttemptStarted / AttemptEnded pair reported from this
+        # task. A loser cancelled by the verdict (or a call cancelled by its caller)
+        # ends as CANCELLED; the end is reported before the outcome reaches the host.
+        observer = cast("Observer", self.engine.observer)
+        started, began = observer.attempt_start(
+            index, AttemptKind.HEDGE if index else AttemptKind.ORIGINAL
+        )
+        live = self.live
+        live.add(index)
+        try:
+            try:
+                if self.streams is None:
+                    value = await self.fn(*self.args, **self.kwargs)
+                else:
+                    value = await self._first_chunk(index)
+            except Exception as exc:  # noqa: BLE001 -- the core decides; cancellation passes
+                observer.attempt_end(started, began, exc)
+                self._report(index, exc, None)
+            except BaseException as exc:  # cancelled: reported, then re-raised unchanged
+                observer.attempt_end(started, began, exc)
+                raise
+            else:
+                observer.attempt_end(started, began, None)
                 self._report(index, None, value)
         finally:
             live.discard(index)

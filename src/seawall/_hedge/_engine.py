@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from seawall._clock import Clock
     from seawall._hedge._options import HedgeOptions
     from seawall._hooks import Hooks
+    from seawall._observe import Observer
 
 
 __all__ = ("HedgeEngine", "logger")
@@ -62,6 +63,7 @@ class HedgeEngine:
         "hooks",
         "is_retryable",
         "name",
+        "observer",
         "options",
     )
 
@@ -73,12 +75,15 @@ class HedgeEngine:
         is_retryable: Callable[[Exception], object],
         hooks: Hooks,
         clock: Clock,
+        observer: Observer | None = None,
     ) -> None:
         self.name = name
         self.options = options
         self.is_retryable = is_retryable
         self.hooks = hooks
         self.clock = clock
+        # Reports calls and attempts; None without hooks, which the shells test once.
+        self.observer = observer
         self._lock = threading.Lock()
         adaptive = options.adaptive
         self._adaptive = (

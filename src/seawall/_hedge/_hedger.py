@@ -1,11 +1,17 @@
-"""`Hedger`: the public face of hedging, shared by threads, asyncio tasks and trio tasks."""
+"""`Hedger`: the public face of hedging, shared by threads, asyncio tasks and trio tasks.
+
+A hedger with hooks has an `Observer` on its engine: ``call`` and ``acall`` then run
+inside its call pair (one ``is not None`` test), the decorators are wrapped by it when
+they are made, and ``astream`` returns an observed stream chosen at construction. The
+attempts report themselves from their own tasks and threads (see `._async`, `._sync`).
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, final
 
 from seawall._classify import is_retryable as default_is_retryable
 from seawall._clock import resolve_clock
@@ -22,6 +28,7 @@ from seawall._hedge._options import (
 )
 from seawall._hedge._sync import SyncCall
 from seawall._hooks import normalize_hooks
+from seawall._observe import observer_for
 from seawall._validate import check_callable, check_name, is_async_callable
 
 
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
 
 
 __all__ = ("Hedger",)
+
+PRIMITIVE: Final = "hedge"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -102,6 +111,12 @@ class Hedger:
     others are closed with ``aclose`` inside the race, which ends before the first
     chunk is yielded to the caller. Hedging never happens after the first chunk.
 
+    **Context.** Every attempt runs in a copy of the caller's `contextvars` context:
+    async attempts in tasks started from the caller's task, sync attempts in worker
+    threads that copy it when the attempt is submitted. Context variables (an
+    OpenTelemetry current span, a tenant id) are visible in attempts, and what an
+    attempt sets stays its own.
+
     **Sync losers** (`call`, sync decorators) run in worker threads, which cannot be
     interrupted: an attempt still queued is cancelled, a running one is abandoned and
     its result (or exception) is dropped when it arrives. The pool is created on the
@@ -131,8 +146,22 @@ class Hedger:
         is_retryable: Predicate over an attempt's exception: whether a hedge should
             start at once (default `seawall.is_retryable`).
         max_workers: Threads of the sync shell's pool (default ``8 * (max_hedges + 1)``).
-        hooks: Callables that receive `HedgeLaunched` and `HedgeWon` events (default
-            none). A hook that raises is logged and ignored.
+        hooks: Callables that receive the hedger's events (default none); a hook
+            that raises is logged and ignored. Each call (`call`, `acall`, `astream`,
+            a decorated function) reports `seawall.CallStarted` (primitive
+            ``"hedge"``, ``stream=True`` for streams) and, at its end,
+            `seawall.CallEnded`, in the caller's thread or task (for streams, where
+            the consumer iterates). In between come `HedgeLaunched` for each hedge,
+            `HedgeWon` when an attempt wins, and for each attempt that starts,
+            `seawall.AttemptStarted` (number 0 and kind ``ORIGINAL`` for the
+            primary, then the hedge's number as in `HedgeLaunched` and kind
+            ``HEDGE``) and `seawall.AttemptEnded`, both reported from the task or
+            worker thread running the attempt. A stream's attempt covers opening
+            it up to its first chunk. Async losers are cancelled and end as
+            ``CANCELLED`` before the call ends; a sync loser that was already
+            running is abandoned and ends when its function returns, possibly after
+            `CallEnded`, with the outcome it had; a sync attempt cancelled while
+            still queued never starts and reports nothing.
         name: The name reported in events, notes, logs and statistics (default
             ``"hedger"``).
         clock: The clock that times the delays (default: the system clock);
@@ -145,7 +174,7 @@ class Hedger:
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_engine",)
+    __slots__ = ("_engine", "_stream")
 
     def __init__(
         self,
@@ -173,13 +202,18 @@ class Hedger:
         )
         check_callable("is_retryable", is_retryable)
         check_name(name)
+        frozen_hooks = normalize_hooks(hooks)
+        resolved_clock = resolve_clock(clock)
+        observer = observer_for(frozen_hooks, resolved_clock, name, PRIMITIVE)
         self._engine = HedgeEngine(
             name=name,
             options=options,
             is_retryable=is_retryable,
-            hooks=normalize_hooks(hooks),
-            clock=resolve_clock(clock),
+            hooks=frozen_hooks,
+            clock=resolved_clock,
+            observer=observer,
         )
+        self._stream = _hedged_stream if observer is None else observer.wrap(_hedged_stream)
 
     @property
     def name(self) -> str:
@@ -223,10 +257,13 @@ class Hedger:
         Raises:
             Exception: The primary attempt's exception, when every attempt failed.
         """
-        call: AsyncCall[T] = AsyncCall(self._engine, fn, args, kwargs, stream=False)
+        engine = self._engine
+        if engine.observer is not None:
+            return await engine.observer.acall(_hedged_acall, engine, fn, args, kwargs)
+        call: AsyncCall[T] = AsyncCall(engine, fn, args, kwargs, stream=False)
         return await call.outcome()
 
-    async def astream(
+    def astream(
         self, fn: Callable[P, AsyncIterator[Y]], /, *args: P.args, **kwargs: P.kwargs
     ) -> AsyncGenerator[Y, None]:
         """Yield the chunks of ``fn(*args, **kwargs)``, hedged on the time to first chunk.
@@ -235,20 +272,14 @@ class Hedger:
         once per attempt. The first stream to yield wins; the others are closed before
         its first chunk is yielded here. The winner is closed when this generator is.
 
+        Returns:
+            An async generator; nothing starts before its first ``__anext__``.
+
         Raises:
             Exception: The primary attempt's exception, when every attempt failed
                 before its first chunk; after that, whatever the winning stream raises.
         """
-        call: AsyncCall[object] = AsyncCall(self._engine, fn, args, kwargs, stream=True)
-        stream, first = await call.open_stream()
-        iterator = cast("AsyncIterator[Y]", stream)
-        try:
-            if first is not EMPTY:
-                yield cast("Y", first)
-                async for chunk in iterator:
-                    yield chunk
-        finally:
-            await close_stream(iterator, self._engine.name)
+        return cast("AsyncGenerator[Y, None]", self._stream(self._engine, fn, args, kwargs))
 
     # -- sync --------------------------------------------------------------------------
 
@@ -261,7 +292,10 @@ class Hedger:
         Raises:
             Exception: The primary attempt's exception, when every attempt failed.
         """
-        return SyncCall(self._engine, fn, args, kwargs).outcome()
+        engine = self._engine
+        if engine.observer is not None:
+            return engine.observer.call(_hedged_call, engine, fn, args, kwargs)
+        return SyncCall(engine, fn, args, kwargs).outcome()
 
     # -- decorator ---------------------------------------------------------------------
 
@@ -269,8 +303,9 @@ class Hedger:
         """Decorate *fn* so that each call is hedged.
 
         Sync functions go through `call`, coroutine functions through `acall`, async
-        generator functions through `astream`. The kind is decided once, here; the
-        wrapper keeps *fn*'s name, docstring and signature.
+        generator functions through `astream`. The kind is decided once, here, and so
+        is whether calls are reported to hooks; the wrapper keeps *fn*'s name,
+        docstring and signature.
 
         Raises:
             TypeError: If *fn* is not callable, or is a sync generator function.
@@ -294,7 +329,7 @@ class Hedger:
         def hedged(*args: P.args, **kwargs: P.kwargs) -> T:
             return SyncCall(engine, fn, args, kwargs).outcome()
 
-        return hedged
+        return hedged if engine.observer is None else engine.observer.wrap(hedged)
 
     def _wrap_coroutine(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         engine = self._engine
@@ -303,9 +338,10 @@ class Hedger:
             call: AsyncCall[T] = AsyncCall(engine, fn, args, kwargs, stream=False)
             return await call.outcome()
 
-        return hedged
+        return hedged if engine.observer is None else engine.observer.wrap(hedged)
 
     def _wrap_stream(self, fn: Callable[..., AsyncIterator[Y]]) -> Callable[..., AsyncIterator[Y]]:
+        # Observed, when it is, by `astream`: one call per stream.
         astream = self.astream
 
         async def hedged(*args: Any, **kwargs: Any) -> AsyncGenerator[Y, None]:
@@ -314,3 +350,39 @@ class Hedger:
                     yield chunk
 
         return hedged
+
+
+# The bodies of the hedger's entry points, as functions that an `Observer` can wrap.
+
+
+def _hedged_call(
+    engine: HedgeEngine, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> T:
+    return SyncCall(engine, fn, args, kwargs).outcome()
+
+
+async def _hedged_acall(
+    engine: HedgeEngine,
+    fn: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    call: AsyncCall[T] = AsyncCall(engine, fn, args, kwargs, stream=False)
+    return await call.outcome()
+
+
+async def _hedged_stream(
+    engine: HedgeEngine,
+    fn: Callable[..., AsyncIterator[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> AsyncGenerator[Any, None]:
+    call: AsyncCall[object] = AsyncCall(engine, fn, args, kwargs, stream=True)
+    stream, first = await call.open_stream()
+    try:
+        if first is not EMPTY:
+            yield first
+            async for chunk in stream:
+                yield chunk
+    finally:
+        await close_stream(stream, engine.name)

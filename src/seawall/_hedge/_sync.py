@@ -13,6 +13,14 @@ for the core's next hedge time as follows, chosen once per call from the clock:
   due (an attempt sleeps on the clock, or the test advances it) without any real
   wait; any other clock gets a helper thread that sleeps on the clock for the time
   left and then notifies the condition.
+
+The worker pool runs every attempt in a copy of the caller's `contextvars` context,
+taken when the attempt is submitted (from the caller's thread). With hooks, the
+attempt's function is `SyncCall._observed_attempt`, which reports `AttemptStarted` and
+`AttemptEnded` from the worker thread around the caller's function: a loser abandoned
+by the call ends when its function returns, after the call has ended, with the outcome
+it really had; an attempt cancelled while still queued never starts and reports
+nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
 
 from seawall._clock import SystemClock, call_after
 from seawall._hedge._core import SUCCEEDED, Fail, Wait, Win
+from seawall._observe import AttemptKind
 
 
 if TYPE_CHECKING:
@@ -29,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from seawall._hedge._engine import HedgeEngine
+    from seawall._observe import Observer
 
 
 __all__ = ("SyncCall",)
@@ -141,9 +151,27 @@ class SyncCall(Generic[T]):
         self.errors.append(None)
         self.values.append(None)
         self.starts.append(self.engine.clock.now() if at is None else at)
-        future = self.engine.executor().submit(self.fn, *self.args, **self.kwargs)
+        engine = self.engine
+        if engine.observer is None:
+            future = engine.executor().submit(self.fn, *self.args, **self.kwargs)
+        else:
+            future = engine.executor().submit(self._observed_attempt, index)
         self.futures.append(future)
         future.add_done_callback(lambda done: self._done(index, done))
+
+    def _observed_attempt(self, index: int) -> T:
+        # Runs in the worker thread, in the copy of the caller's context the pool made.
+        observer = cast("Observer", self.engine.observer)
+        started, began = observer.attempt_start(
+            index, AttemptKind.HEDGE if index else AttemptKind.ORIGINAL
+        )
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:  # reported, then handed to the future unchanged
+            observer.attempt_end(started, began, exc)
+            raise
+        observer.attempt_end(started, began, None)
+        return result
 
     def _done(self, index: int, future: concurrent.futures.Future[T]) -> None:
         # Runs in the worker thread (or here, if it was already done). Retrieving the

@@ -43,14 +43,21 @@ class RateLimited(Event):
 @final
 @dataclass(frozen=True, slots=True)
 class AcquireWaited(Event):
-    """A caller had to wait for its tokens, and got them.
+    """A blocking acquire got its tokens, at once or after waiting for them.
 
-    Reported after the wait, outside the limiter's lock.
+    Reported for every grant of a blocking acquisition (``acquire``, ``aacquire``, a
+    decorated function, a ``with`` block; ``reserve`` and ``areserve`` of a
+    `seawall.LLMRateLimiter`), with ``wait=0.0`` when granted at once, so that a
+    histogram of waits sees those too; after the wait, outside the limiter's lock.
+    ``try_acquire`` reports nothing when it succeeds. The grants without a wait come
+    with every call, so, like `seawall.CallStarted`, they are built only when a hook
+    wants call events (see `seawall.Hook`); grants after a wait always are.
 
     Attributes:
         name: The limiter's name.
         cost: The tokens granted.
-        wait: Seconds between the reservation and its ready time.
+        wait: Seconds between the reservation and its ready time; 0.0 when granted at
+            once.
         key: The key, for a `seawall.KeyedRateLimiter`; ``None`` otherwise.
 
     .. versionadded:: 0.1.0

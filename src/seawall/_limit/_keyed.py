@@ -13,7 +13,7 @@ from seawall._hooks import emit
 from seawall._validate import check_positive_int
 
 from ._bucket import BucketCore, Rejection, Reservation, check_cost, check_max_wait
-from ._events import KeyedRateLimiterStatistics, RateLimited
+from ._events import AcquireWaited, KeyedRateLimiterStatistics, RateLimited
 from ._limiter import DEFAULT_NAME, LimiterBase
 
 
@@ -72,8 +72,9 @@ class KeyedRateLimiter(LimiterBase):
             ``None``.
         name: Used in errors, events and the repr. Default ``"rate-limiter"``.
         clock: The time source. Default: the monotonic system clock.
-        hooks: Callables receiving `RateLimited`, `AcquireWaited` and
-            `AcquireCancelled` events, with ``key`` set. Default none.
+        hooks: Callables receiving `RateLimited`, `AcquireWaited` (every grant of
+            `acquire` and `aacquire`) and `AcquireCancelled` events, with ``key`` set.
+            Default none.
 
     Raises:
         TypeError: A parameter has the wrong type; the message names it.
@@ -213,6 +214,8 @@ class KeyedRateLimiter(LimiterBase):
         finally:
             lock.release()
         if decision is None:
+            if self._hooks_want_grants:
+                emit(self._hooks, AcquireWaited(self._name, cost, 0.0, key))
             return None
         if isinstance(decision, Rejection):
             self._refuse(cost, decision.retry_after, key)

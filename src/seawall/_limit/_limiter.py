@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar, cast
 
 from seawall._clock import Clock, asleep_until, resolve_clock, sleep_until
 from seawall._errors import RateLimitedError
-from seawall._hooks import Hook, emit, normalize_hooks
+from seawall._hooks import Hook, emit, normalize_hooks, wants_call_events
+from seawall._observe import observer_for
 from seawall._validate import check_name, is_async_callable
 
 from ._bucket import (
@@ -55,6 +56,7 @@ class LimiterBase:
         "_clock",
         "_grants",
         "_hooks",
+        "_hooks_want_grants",
         "_lock",
         "_name",
         "_rate",
@@ -80,6 +82,8 @@ class LimiterBase:
         self._name = check_name(name)
         self._clock = resolve_clock(clock)
         self._hooks = normalize_hooks(hooks)
+        # Grants without a wait come with every acquire: only for hooks that want them.
+        self._hooks_want_grants = wants_call_events(self._hooks)
         self._lock = threading.Lock()
         self._grants = 0
         self._tokens_granted: float = 0
@@ -220,8 +224,12 @@ class RateLimiter(LimiterBase):
         burst: The capacity of the bucket, >= 1; the bucket starts full.
         name: Used in errors, events and the repr. Default ``"rate-limiter"``.
         clock: The time source. Default: the monotonic system clock.
-        hooks: Callables receiving `RateLimited`, `AcquireWaited` and
-            `AcquireCancelled` events, outside the lock. Default none.
+        hooks: Callables receiving `RateLimited`, `AcquireWaited` (every grant of a
+            blocking acquisition) and `AcquireCancelled` events, outside the lock; and
+            each call of a decorated function or ``with`` block as a
+            `seawall.CallStarted` / `seawall.CallEnded` pair (primitive
+            ``"rate_limiter"``, the wait for the token included). `acquire`,
+            `aacquire` and `try_acquire` alone are not calls. Default none.
 
     Raises:
         TypeError: A parameter has the wrong type; the message names it.
@@ -230,7 +238,7 @@ class RateLimiter(LimiterBase):
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_core",)
+    __slots__ = ("_core", "_observer")
 
     def __init__(
         self,
@@ -243,6 +251,8 @@ class RateLimiter(LimiterBase):
     ) -> None:
         super().__init__(rate, burst, name=name, clock=clock, hooks=hooks)
         self._core = BucketCore(self._rate, self._burst)
+        # Built only with hooks: the decorator and `with` report calls only then.
+        self._observer = observer_for(self._hooks, self._clock, self._name, "rate_limiter")
 
     def __repr__(self) -> str:
         with self._lock:
@@ -346,10 +356,14 @@ class RateLimiter(LimiterBase):
             if decision is None:
                 self._grants += 1
                 self._tokens_granted += cost
-                return None
-            self._count_decision_locked(decision, cost)
+            else:
+                self._count_decision_locked(decision, cost)
         finally:
             lock.release()
+        if decision is None:
+            if self._hooks_want_grants:
+                emit(self._hooks, AcquireWaited(self._name, cost, 0.0))
+            return None
         if isinstance(decision, Rejection):
             self._refuse(cost, decision.retry_after, None)
         return decision
@@ -360,7 +374,8 @@ class RateLimiter(LimiterBase):
         """Decorate *fn* so that each call first acquires one token.
 
         A coroutine function acquires with `aacquire`, anything else with `acquire`
-        (blocking); the kind is decided once, here.
+        (blocking); the kind is decided once, here, and so is the reporting of calls to
+        hooks.
 
         Raises:
             TypeError: *fn* is an async generator function: use ``async with limiter:``
@@ -374,6 +389,8 @@ class RateLimiter(LimiterBase):
             wrapper = self._wrap_coroutine(cast("Callable[..., Awaitable[Any]]", fn))
         else:
             wrapper = self._wrap_function(fn)
+        if self._observer is not None:
+            wrapper = self._observer.wrap(wrapper)
         return cast("Callable[P, T]", functools.update_wrapper(wrapper, fn))
 
     def _wrap_function(self, fn: Callable[P, T]) -> Callable[P, T]:
@@ -395,9 +412,17 @@ class RateLimiter(LimiterBase):
         return limiter_wrapper
 
     def __enter__(self) -> None:
-        reservation = self._reserve(1, None)
-        if reservation is not None:
-            self._wait(self._core, reservation, None)
+        observer = self._observer
+        if observer is not None:
+            observer.enter_block()
+        try:
+            reservation = self._reserve(1, None)
+            if reservation is not None:
+                self._wait(self._core, reservation, None)
+        except BaseException as exc:  # interrupted while waiting: the call ends here
+            if observer is not None:
+                observer.exit_block(exc)
+            raise
 
     def __exit__(
         self,
@@ -405,12 +430,22 @@ class RateLimiter(LimiterBase):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Nothing to release: tokens are spent, not borrowed."""
+        """Nothing to release: tokens are spent, not borrowed; with hooks, end the call."""
+        if self._observer is not None:
+            self._observer.exit_block(exc)
 
     async def __aenter__(self) -> None:
-        reservation = self._reserve(1, None)
-        if reservation is not None:
-            await self._await(self._core, reservation, None)
+        observer = self._observer
+        if observer is not None:
+            observer.enter_block()
+        try:
+            reservation = self._reserve(1, None)
+            if reservation is not None:
+                await self._await(self._core, reservation, None)
+        except BaseException as exc:  # cancelled while waiting: the call ends here
+            if observer is not None:
+                observer.exit_block(exc)
+            raise
 
     async def __aexit__(
         self,
@@ -418,4 +453,6 @@ class RateLimiter(LimiterBase):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Nothing to release: tokens are spent, not borrowed."""
+        """Nothing to release: tokens are spent, not borrowed; with hooks, end the call."""
+        if self._observer is not None:
+            self._observer.exit_block(exc)

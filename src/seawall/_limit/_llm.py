@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final, NoReturn, final
 
 from seawall._clock import Clock, asleep_until, resolve_clock, sleep_until
 from seawall._errors import RateLimitedError
-from seawall._hooks import Event, Hook, emit, normalize_hooks
+from seawall._hooks import Event, Hook, emit, normalize_hooks, wants_call_events
 from seawall._validate import check_name
 
 from ._bucket import BucketCore, Rejection, Reservation, check_max_wait
@@ -549,9 +549,11 @@ class LLMRateLimiter:
             ``max(1, tokens_per_minute)``.
         name: Used in errors, events and the repr. Default ``"llm-rate-limiter"``.
         clock: The time source. Default: the monotonic system clock.
-        hooks: Callables receiving `RateLimited`, `AcquireWaited`, `AcquireCancelled`
-            (their ``cost`` is the token estimate; ``restored`` counts tokens) and
-            `TokensSettled` events, outside the lock. Default none.
+        hooks: Callables receiving `RateLimited`, `AcquireWaited` (every grant of
+            `reserve` and `areserve`, ``wait=0.0`` when granted at once),
+            `AcquireCancelled` (their ``cost`` is the token estimate; ``restored``
+            counts tokens) and `TokensSettled` events, outside the lock. It runs no
+            calls, so it reports no `seawall.CallStarted` events. Default none.
 
     Raises:
         TypeError: A parameter has the wrong type; the message names it.
@@ -566,6 +568,7 @@ class LLMRateLimiter:
         "_core",
         "_grants",
         "_hooks",
+        "_hooks_want_grants",
         "_lock",
         "_name",
         "_rejections",
@@ -603,6 +606,8 @@ class LLMRateLimiter:
         self._name = check_name(name)
         self._clock = resolve_clock(clock)
         self._hooks = normalize_hooks(hooks)
+        # Grants without a wait come with every reserve: only for hooks that want them.
+        self._hooks_want_grants = wants_call_events(self._hooks)
         self._lock = threading.Lock()
         self._core = LLMCore(
             rpm / SECONDS_PER_MINUTE,
@@ -763,6 +768,8 @@ class LLMRateLimiter:
             self._count_locked(decision, estimated)
         if isinstance(decision, Rejection):
             self._refuse(estimated, decision.retry_after)
+        if self._hooks_want_grants and decision.requests is None:  # granted at once
+            emit(self._hooks, AcquireWaited(self._name, estimated, 0.0))
         return decision
 
     def _count_locked(self, decision: Ticket | Rejection, estimated: float) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from seawall._clock import Clock
     from seawall._hooks import Hooks
+    from seawall._observe import Observer
     from seawall._retry._budget import RetryBudget
 
 
@@ -122,6 +123,7 @@ class Engine:
         "hooks",
         "is_retryable",
         "name",
+        "observer",
         "policy",
         "retry_on_result",
         "rng",
@@ -138,6 +140,7 @@ class Engine:
         rng: Callable[[], float],
         hooks: Hooks,
         clock: Clock,
+        observer: Observer | None = None,
     ) -> None:
         self.name = name
         self.policy = policy
@@ -148,6 +151,8 @@ class Engine:
         self.rng = rng
         self.hooks = hooks
         self.clock = clock
+        # Reports calls and attempts; None without hooks, which the shells test once.
+        self.observer = observer
         self._lock = threading.Lock()
         # A bound C method: calling it runs no Python frame.
         self.count_first_try = itertools.count().__next__

@@ -2,6 +2,12 @@
 
 Every shell is a loop that runs an attempt, hands a failure to `Engine.failed`, and
 sleeps for the delay it returns; the decisions themselves live in `._core`.
+
+A retrier with hooks has an `Observer` on its engine. ``call``, ``acall`` and the
+decorators then run the observed loops below (``_observed_sync``, ``_observed_async``),
+which report the call and each of its attempts; chosen by one ``is not None`` test in
+``call`` / ``acall`` and at decoration time in the decorator, so the unobserved fast
+paths are the same as without instrumentation.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, cast,
 from seawall._classify import is_retryable as default_is_retryable
 from seawall._clock import resolve_clock
 from seawall._hooks import normalize_hooks
+from seawall._observe import AttemptKind, Observer, observer_for
 from seawall._retry._budget import RetryBudget
 from seawall._retry._core import (
     DEFAULT_INITIAL_DELAY,
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
 
     from seawall._clock import Clock
     from seawall._hooks import Hook
+    from seawall._observe import AttemptStarted
 
 
 __all__ = ("Attempt", "Retrier")
@@ -42,6 +50,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_NAME: Final = "retrier"
+PRIMITIVE: Final = "retry"
 
 # States of an attempt loop.
 _NEW: Final = 0
@@ -113,8 +122,17 @@ class Retrier:
         rng: Random source of the jitter: a callable returning floats in ``[0, 1)``
             (default `random.random`). Pass a seeded ``random.Random(seed).random``
             for reproducible delays.
-        hooks: Callables that receive `RetryScheduled` and `RetryGaveUp` events
-            (default none). A hook that raises is logged and ignored.
+        hooks: Callables that receive the retrier's events (default none); a hook
+            that raises is logged and ignored. Each call (`call`, `acall`, a decorated
+            function) reports `seawall.CallStarted` (primitive ``"retry"``) and, at
+            its end, `seawall.CallEnded`; in between, each attempt reports
+            `seawall.AttemptStarted` (number from 1, kind ``ORIGINAL`` then
+            ``RETRY``) and `seawall.AttemptEnded`, whose outcome says how the
+            function ended (a result rejected by *retry_on_result* is a ``SUCCESS``
+            attempt). After a failed attempt's `AttemptEnded` come either
+            `RetryScheduled` (before the wait and the next attempt) or `RetryGaveUp`
+            (before `CallEnded`). All of them are reported in the caller's thread or
+            task. An attempt loop reports its attempts but no call (see `Attempt`).
         name: The name reported in events, notes and statistics (default
             ``"retrier"``).
         clock: The clock that times the deadline and performs the waits (default: the
@@ -166,6 +184,8 @@ class Retrier:
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a seawall.RetryBudget, got {type(budget).__name__}")
         check_name(name)
+        frozen_hooks = normalize_hooks(hooks)
+        resolved_clock = resolve_clock(clock)
         self._engine = Engine(
             name=name,
             policy=policy,
@@ -173,8 +193,9 @@ class Retrier:
             retry_on_result=retry_on_result,
             budget=budget,
             rng=random.random if rng is None else rng,
-            hooks=normalize_hooks(hooks),
-            clock=resolve_clock(clock),
+            hooks=frozen_hooks,
+            clock=resolved_clock,
+            observer=(observer_for(frozen_hooks, resolved_clock, name, PRIMITIVE)),
         )
 
     @property
@@ -206,8 +227,9 @@ class Retrier:
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate *fn*, a sync or a coroutine function, so that each call is retried.
 
-        The kind of function is checked once, here. The wrapper keeps *fn*'s name,
-        docstring and signature (``__wrapped__``), for people and type checkers alike.
+        The kind of function is checked once, here, and so is whether calls are
+        reported to hooks. The wrapper keeps *fn*'s name, docstring and signature
+        (``__wrapped__``), for people and type checkers alike.
 
         Raises:
             TypeError: If *fn* is not callable, or is a (sync or async) generator
@@ -216,9 +238,14 @@ class Retrier:
         check_callable("fn", fn)
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise TypeError(f"cannot retry the generator function {fn!r}: retry a function")
+        observed = self._engine.observer is not None
         if is_async_callable(fn):
             async_fn = cast("Callable[P, Awaitable[object]]", fn)
+            if observed:
+                return cast("Callable[P, T]", self._wrap_async_observed(async_fn))
             return cast("Callable[P, T]", self._wrap_async(async_fn))
+        if observed:
+            return self._wrap_sync_observed(fn)
         return self._wrap_sync(fn)
 
     # The fast path (first attempt succeeds) is written out in the wrappers below and in
@@ -270,6 +297,26 @@ class Retrier:
 
         return retrying
 
+    def _wrap_sync_observed(self, fn: Callable[P, T]) -> Callable[P, T]:
+        observed = self._observed_sync
+
+        @functools.wraps(fn)
+        def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
+            return observed(fn, args, kwargs)
+
+        return retrying
+
+    def _wrap_async_observed(
+        self, fn: Callable[P, Awaitable[T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        observed = self._observed_async
+
+        @functools.wraps(fn)
+        async def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await observed(fn, args, kwargs)
+
+        return retrying
+
     # -- sync shell --------------------------------------------------------------------
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -280,6 +327,8 @@ class Retrier:
         """
         # The fast path: no allocation, no lock and no clock read unless configured.
         engine = self._engine
+        if engine.observer is not None:
+            return self._observed_sync(fn, args, kwargs)
         start = engine.clock.now() if engine.deadline is not None else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -321,6 +370,58 @@ class Retrier:
                 engine.succeeded(run)
                 return result
 
+    def _observed_sync(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        """Run a whole call, reporting it and each of its attempts to the hooks."""
+        engine = self._engine
+        observer = cast("Observer", engine.observer)
+        call_started, call_began = observer.start()
+        try:
+            result = self._attempts_sync(observer, fn, args, kwargs)
+        except BaseException as exc:  # reported, then re-raised unchanged
+            observer.end(call_started, call_began, exc)
+            raise
+        observer.end(call_started, call_began, None)
+        return result
+
+    def _attempts_sync(
+        self,
+        observer: Observer,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        engine = self._engine
+        on_result = engine.retry_on_result
+        run = engine.start()
+        kind = AttemptKind.ORIGINAL
+        while True:
+            started, began = observer.attempt_start(run.attempt, kind)
+            error: Exception | None
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 -- the retry predicate decides
+                observer.attempt_end(started, began, exc)
+                error = exc
+            except BaseException as exc:  # cancellation: reported, never retried
+                observer.attempt_end(started, began, exc)
+                raise
+            else:
+                observer.attempt_end(started, began, None)
+                if on_result is None or not on_result(result):
+                    engine.succeeded(run)
+                    return result
+                error = None
+            delay = engine.failed(run, error)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return result
+            if delay > 0:
+                engine.clock.sleep(delay)
+            kind = AttemptKind.RETRY
+
     # -- async shell -------------------------------------------------------------------
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -332,6 +433,8 @@ class Retrier:
             Exception: The last attempt's exception, when the retrier gives up.
         """
         engine = self._engine
+        if engine.observer is not None:
+            return await self._observed_async(fn, args, kwargs)
         start = engine.clock.now() if engine.deadline is not None else 0.0
         try:
             result = await fn(*args, **kwargs)
@@ -375,18 +478,75 @@ class Retrier:
                 engine.succeeded(run)
                 return result
 
+    async def _observed_async(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        """Run a whole call, reporting it and each of its attempts to the hooks."""
+        engine = self._engine
+        observer = cast("Observer", engine.observer)
+        call_started, call_began = observer.start()
+        try:
+            result = await self._attempts_async(observer, fn, args, kwargs)
+        except BaseException as exc:  # reported, then re-raised unchanged
+            observer.end(call_started, call_began, exc)
+            raise
+        observer.end(call_started, call_began, None)
+        return result
+
+    async def _attempts_async(
+        self,
+        observer: Observer,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        engine = self._engine
+        on_result = engine.retry_on_result
+        run = engine.start()
+        kind = AttemptKind.ORIGINAL
+        while True:
+            started, began = observer.attempt_start(run.attempt, kind)
+            error: Exception | None
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 -- the retry predicate decides
+                observer.attempt_end(started, began, exc)
+                error = exc
+            except BaseException as exc:  # cancellation: reported, never retried
+                observer.attempt_end(started, began, exc)
+                raise
+            else:
+                observer.attempt_end(started, began, None)
+                if on_result is None or not on_result(result):
+                    engine.succeeded(run)
+                    return result
+                error = None
+            delay = engine.failed(run, error)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return result
+            if delay > 0:
+                await engine.clock.asleep(delay)
+            kind = AttemptKind.RETRY
+
     # -- attempt loops -----------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Attempt]:
         """Start a sync attempt loop: ``for attempt in retrier: with attempt: ...``.
 
         The loop sleeps between attempts with the clock's ``sleep``; do not use it in
-        async code (use ``async for``).
+        async code (use ``async for``). Hooks see each ``with attempt:`` block as an
+        attempt, but the loop is not reported as a call (see `Attempt`).
         """
         return _AttemptLoop(self._engine)
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
-        """Start an async attempt loop: ``async for attempt in retrier: with attempt: ...``."""
+        """Start an async attempt loop: ``async for attempt in retrier: with attempt: ...``.
+
+        Hooks see each ``with attempt:`` block as an attempt, but the loop is not
+        reported as a call (see `Attempt`).
+        """
         return _AttemptLoop(self._engine)
 
 
@@ -399,6 +559,15 @@ class Attempt:
     attempt, or a failure that is not retryable), the exception propagates out of the
     ``with`` block, annotated like those of `Retrier.call`. An attempt that is never
     entered counts as a success and ends the loop.
+
+    Hooks receive `seawall.AttemptStarted` when the ``with`` block is entered and
+    `seawall.AttemptEnded` when it is left (before `RetryScheduled` or
+    `RetryGaveUp`), in the thread or task running the loop; an attempt never entered
+    reports nothing. The loop as a whole reports no `seawall.CallStarted` /
+    `seawall.CallEnded` pair: a ``break`` or ``return`` out of a ``for`` or
+    ``async for`` loop is invisible to its iterator, so the retrier could not
+    promise the end of such a call. Wrap the loop in a span of your own, or use
+    `Retrier.call`, when you need one.
 
     Example::
 
@@ -419,6 +588,9 @@ class Attempt:
         self.number = number
 
     def __enter__(self) -> Attempt:
+        loop = self._loop
+        if loop.observer is not None:
+            loop.attempt_started(self.number)
         return self
 
     def __exit__(
@@ -441,13 +613,17 @@ class _AttemptLoop:
     retried after ``_delay``) → ``_RUNNING`` → ... → ``_DONE``.
     """
 
-    __slots__ = ("_delay", "_engine", "_run", "_state")
+    __slots__ = ("_began", "_delay", "_engine", "_run", "_started", "_state", "observer")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._run = RunState(0.0)
         self._state = _NEW
         self._delay = 0.0
+        self.observer = engine.observer
+        # The attempt reported as started and not yet as ended, if any.
+        self._started: AttemptStarted | None = None
+        self._began = 0.0
 
     def __iter__(self) -> _AttemptLoop:
         return self
@@ -486,8 +662,25 @@ class _AttemptLoop:
         self._state = _DONE
         return None
 
+    def attempt_started(self, number: int) -> None:
+        """Report the start of attempt *number*'s block, if it is the current one."""
+        observer = self.observer
+        if (
+            observer is None
+            or self._state != _RUNNING
+            or self._started is not None
+            or number != self._run.attempt
+        ):
+            return  # an old or re-entered attempt: nothing to report
+        kind = AttemptKind.ORIGINAL if number == 1 else AttemptKind.RETRY
+        self._started, self._began = observer.attempt_start(number, kind)
+
     def attempt_ended(self, exc: BaseException | None) -> bool:
         """Record how an attempt's block ended; return whether to swallow *exc*."""
+        started = self._started
+        if started is not None:  # reported before RetryScheduled or RetryGaveUp
+            self._started = None
+            cast("Observer", self.observer).attempt_end(started, self._began, exc)
         if self._state != _RUNNING:
             return False
         if exc is None:
