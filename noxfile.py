@@ -27,7 +27,7 @@ def _group(name: str) -> list[str]:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite; every async test runs on asyncio and on trio."""
-    session.install("-e", ".[trio]", *_group("tests"))
+    session.install("-e", ".[trio,otel]", *_group("tests"))
     session.run("pytest", *session.posargs)
 
 
@@ -42,14 +42,14 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check the package, the tests, the benchmarks and the demo with mypy strict."""
-    session.install("-e", ".[trio]", *_group("typing"), *_group("bench"), *_group("demo"))
+    session.install("-e", ".[trio,otel]", *_group("typing"), *_group("bench"), *_group("demo"))
     session.run("mypy", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Measure the success path of each primitive against a plain call and the peers."""
-    session.install("-e", ".[trio]", *_group("bench"))
+    session.install("-e", ".[trio,otel]", *_group("bench"))
     pathlib.Path(".benchmarks").mkdir(exist_ok=True)
     session.run(
         "pytest",
