@@ -629,14 +629,7 @@ class Bulkhead:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        observer = self._observer
-        if observer is None:
-            self._release()
-            return
-        try:
-            self._release()
-        finally:
-            observer.exit_block(exc)
+        self.__exit__(exc_type, exc, traceback)  # releasing never waits
 
     # -- decorator ---------------------------------------------------------------------
 

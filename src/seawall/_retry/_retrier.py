@@ -374,16 +374,8 @@ class Retrier:
         self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
         """Run a whole call, reporting it and each of its attempts to the hooks."""
-        engine = self._engine
-        observer = cast("Observer", engine.observer)
-        call_started, call_began = observer.start()
-        try:
-            result = self._attempts_sync(observer, fn, args, kwargs)
-        except BaseException as exc:  # reported, then re-raised unchanged
-            observer.end(call_started, call_began, exc)
-            raise
-        observer.end(call_started, call_began, None)
-        return result
+        observer = cast("Observer", self._engine.observer)
+        return observer.call(self._attempts_sync, observer, fn, args, kwargs)
 
     def _attempts_sync(
         self,
@@ -482,16 +474,8 @@ class Retrier:
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
         """Run a whole call, reporting it and each of its attempts to the hooks."""
-        engine = self._engine
-        observer = cast("Observer", engine.observer)
-        call_started, call_began = observer.start()
-        try:
-            result = await self._attempts_async(observer, fn, args, kwargs)
-        except BaseException as exc:  # reported, then re-raised unchanged
-            observer.end(call_started, call_began, exc)
-            raise
-        observer.end(call_started, call_began, None)
-        return result
+        observer = cast("Observer", self._engine.observer)
+        return await observer.acall(self._attempts_async, observer, fn, args, kwargs)
 
     async def _attempts_async(
         self,

@@ -1,14 +1,4 @@
-"""OpenTelemetry for seawall: spans, span events and metrics from the primitives' hooks.
-
-`OpenTelemetryHook` is a hook (``hooks=(hook,)`` on any primitive) that turns seawall's
-events into OpenTelemetry spans, span events and metrics, on **opentelemetry-api only**:
-install it with the extra ``seawall[otel]``, and configure an SDK (or any other API
-implementation) in the application. Without one, the API's no-op providers make the hook
-cheap and silent.
-
-Every span name, span event name, metric name and attribute key seawall defines is a
-constant of this module; ``docs/instrumentation.md`` lists them all in one table.
-"""
+"""`OpenTelemetryHook`: seawall's events as OpenTelemetry spans, span events and metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +6,11 @@ import logging
 import threading
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Final, final
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from seawall._breaker._events import CallRejected, CircuitState, CircuitStateChanged
 from seawall._bulkhead import BulkheadAcquired, BulkheadRejected, BulkheadReleased
@@ -26,19 +21,77 @@ from seawall._limit._events import AcquireWaited, RateLimited
 from seawall._observe import AttemptEnded, AttemptStarted, CallEnded, CallStarted, Outcome
 from seawall._retry._events import RetryGaveUp, RetryScheduled
 from seawall._timeout import TimedOut
-
-
-try:
-    from opentelemetry import context as otel_context
-    from opentelemetry import metrics as otel_metrics
-    from opentelemetry import trace as otel_trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-except ImportError as _exc:  # pragma: no cover -- covered in a subprocess by test_no_otel
-    _msg = (
-        "seawall.otel needs the OpenTelemetry API, which is not installed: "
-        "install the extra with `pip install 'seawall[otel]'`"
-    )
-    raise ImportError(_msg, name=__name__) from _exc
+from seawall.otel._names import (
+    ATTR_ATTEMPT_NUMBER,
+    ATTR_ATTEMPT_TYPE,
+    ATTR_BREAKER_GENERATION,
+    ATTR_BREAKER_PREVIOUS_STATE,
+    ATTR_BREAKER_REASON,
+    ATTR_BREAKER_RETRY_AFTER,
+    ATTR_BREAKER_STATE,
+    ATTR_BULKHEAD_IN_FLIGHT,
+    ATTR_BULKHEAD_QUEUED,
+    ATTR_HEDGE_HEDGED,
+    ATTR_HEDGE_LATENCY,
+    ATTR_HEDGE_REASON,
+    ATTR_NAME,
+    ATTR_OUTCOME,
+    ATTR_PRIMITIVE,
+    ATTR_RATE_LIMITER_COST,
+    ATTR_RATE_LIMITER_RETRY_AFTER,
+    ATTR_RETRY_ATTEMPTS,
+    ATTR_RETRY_DELAY,
+    ATTR_RETRY_REASON,
+    ATTR_RETRY_RESULT_RETRIED,
+    ATTR_TIMEOUT_DURATION,
+    BREAKER_STATES,
+    CACHE_LIMIT,
+    DURATION_BUCKETS,
+    ERROR_OUTCOMES,
+    ERROR_TYPE,
+    EVENT_BREAKER_REJECTED,
+    EVENT_BREAKER_STATE_CHANGED,
+    EVENT_BULKHEAD_REJECTED,
+    EVENT_FALLBACK_APPLIED,
+    EVENT_HEDGE_LAUNCHED,
+    EVENT_HEDGE_WON,
+    EVENT_RATE_LIMITER_REJECTED,
+    EVENT_RETRY_GAVE_UP,
+    EVENT_RETRY_SCHEDULED,
+    EVENT_TIMEOUT_EXPIRED,
+    GEN_AI_CLIENT_OPERATION_DURATION,
+    GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK,
+    GEN_AI_CLIENT_TOKEN_USAGE,
+    GEN_AI_DURATION_BUCKETS,
+    GEN_AI_FIRST_CHUNK_BUCKETS,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_ID,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+    GEN_AI_TOKEN_BUCKETS,
+    GEN_AI_TOKEN_TYPE,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    INSTRUMENTATION_SCOPE,
+    METRIC_ATTEMPT_DURATION,
+    METRIC_BREAKER_STATUS,
+    METRIC_BREAKER_TRANSITIONS,
+    METRIC_BULKHEAD_IN_FLIGHT,
+    METRIC_CALL_DURATION,
+    METRIC_FALLBACKS,
+    METRIC_HEDGE_LAUNCHES,
+    METRIC_HEDGE_WINS,
+    METRIC_RATE_LIMITER_WAIT_DURATION,
+    METRIC_REJECTIONS,
+    METRIC_RETRY_DELAY,
+    METRIC_TIMEOUTS,
+    PRIMITIVE_BREAKER,
+    PRIMITIVE_BULKHEAD,
+    PRIMITIVE_LIMITER,
+)
 
 
 if TYPE_CHECKING:
@@ -61,246 +114,9 @@ if TYPE_CHECKING:
     Attributes = Mapping[str, AttributeValue]
 
 
-__all__ = (
-    "ATTR_ATTEMPT_NUMBER",
-    "ATTR_ATTEMPT_TYPE",
-    "ATTR_BREAKER_GENERATION",
-    "ATTR_BREAKER_PREVIOUS_STATE",
-    "ATTR_BREAKER_REASON",
-    "ATTR_BREAKER_RETRY_AFTER",
-    "ATTR_BREAKER_STATE",
-    "ATTR_BULKHEAD_IN_FLIGHT",
-    "ATTR_BULKHEAD_QUEUED",
-    "ATTR_HEDGE_HEDGED",
-    "ATTR_HEDGE_LATENCY",
-    "ATTR_HEDGE_REASON",
-    "ATTR_NAME",
-    "ATTR_OUTCOME",
-    "ATTR_PRIMITIVE",
-    "ATTR_RATE_LIMITER_COST",
-    "ATTR_RATE_LIMITER_RETRY_AFTER",
-    "ATTR_RETRY_ATTEMPTS",
-    "ATTR_RETRY_DELAY",
-    "ATTR_RETRY_REASON",
-    "ATTR_RETRY_RESULT_RETRIED",
-    "ATTR_TIMEOUT_DURATION",
-    "DURATION_BUCKETS",
-    "EVENT_BREAKER_REJECTED",
-    "EVENT_BREAKER_STATE_CHANGED",
-    "EVENT_BULKHEAD_REJECTED",
-    "EVENT_FALLBACK_APPLIED",
-    "EVENT_HEDGE_LAUNCHED",
-    "EVENT_HEDGE_WON",
-    "EVENT_RATE_LIMITER_REJECTED",
-    "EVENT_RETRY_GAVE_UP",
-    "EVENT_RETRY_SCHEDULED",
-    "EVENT_TIMEOUT_EXPIRED",
-    "INSTRUMENTATION_SCOPE",
-    "METRIC_ATTEMPT_DURATION",
-    "METRIC_BREAKER_STATUS",
-    "METRIC_BREAKER_TRANSITIONS",
-    "METRIC_BULKHEAD_IN_FLIGHT",
-    "METRIC_CALL_DURATION",
-    "METRIC_FALLBACKS",
-    "METRIC_HEDGE_LAUNCHES",
-    "METRIC_HEDGE_WINS",
-    "METRIC_RATE_LIMITER_WAIT_DURATION",
-    "METRIC_REJECTIONS",
-    "METRIC_RETRY_DELAY",
-    "METRIC_TIMEOUTS",
-    "OpenTelemetryHook",
-)
+__all__ = ("OpenTelemetryHook",)
 
 logger = logging.getLogger("seawall.otel")
-
-# -- instrumentation scope ---------------------------------------------------------------
-
-INSTRUMENTATION_SCOPE: Final = "seawall"
-"""The name of seawall's tracer and meter (its instrumentation scope)."""
-
-# -- attribute keys ----------------------------------------------------------------------
-
-ATTR_PRIMITIVE: Final = "seawall.primitive"
-"""The kind of primitive: ``circuit_breaker``, ``retry``, ``hedge``, ``rate_limiter``,
-``timeout``, ``bulkhead``, ``fallback``."""
-ATTR_NAME: Final = "seawall.name"
-"""The primitive's ``name``."""
-ATTR_OUTCOME: Final = "seawall.outcome"
-"""How a call or an attempt ended: a `seawall.Outcome` value (``success``, ``failure``,
-``rejected``, ``timeout``, ``cancelled``)."""
-ATTR_ATTEMPT_NUMBER: Final = "seawall.attempt.number"
-"""An attempt's number: from 1 for a retrier, from 0 (the primary) for a hedger."""
-ATTR_ATTEMPT_TYPE: Final = "seawall.attempt.type"
-"""Why an attempt runs: ``original``, ``retry`` or ``hedge``."""
-ATTR_RETRY_DELAY: Final = "seawall.retry.delay"
-"""Seconds a retrier waits before its next attempt."""
-ATTR_RETRY_RESULT_RETRIED: Final = "seawall.retry.result_retried"
-"""Whether a result (rejected by ``retry_on_result``), not an exception, is retried."""
-ATTR_RETRY_ATTEMPTS: Final = "seawall.retry.attempts"
-"""Attempts a retrier made before it gave up."""
-ATTR_RETRY_REASON: Final = "seawall.retry.reason"
-"""Why a retrier gave up: a `seawall.GiveUpReason` value."""
-ATTR_BREAKER_STATE: Final = "seawall.circuit_breaker.state"
-"""A circuit breaker's state (the one entered, for a transition): a
-`seawall.CircuitState` value."""
-ATTR_BREAKER_PREVIOUS_STATE: Final = "seawall.circuit_breaker.previous_state"
-"""The state a circuit breaker left."""
-ATTR_BREAKER_REASON: Final = "seawall.circuit_breaker.reason"
-"""Why a circuit breaker changed state (see `seawall.CircuitStateChanged`)."""
-ATTR_BREAKER_GENERATION: Final = "seawall.circuit_breaker.generation"
-"""The generation number of the state entered (span events only)."""
-ATTR_BREAKER_RETRY_AFTER: Final = "seawall.circuit_breaker.retry_after"
-"""Seconds a rejected call was told to wait (absent when FORCED_OPEN)."""
-ATTR_HEDGE_REASON: Final = "seawall.hedge.reason"
-"""Why a hedge was launched: a `seawall.HedgeReason` value."""
-ATTR_HEDGE_HEDGED: Final = "seawall.hedge.hedged"
-"""Whether the won call had launched at least one hedge."""
-ATTR_HEDGE_LATENCY: Final = "seawall.hedge.latency"
-"""Seconds from a hedged call's start to its winning result."""
-ATTR_RATE_LIMITER_COST: Final = "seawall.rate_limiter.cost"
-"""Tokens asked for."""
-ATTR_RATE_LIMITER_RETRY_AFTER: Final = "seawall.rate_limiter.retry_after"
-"""Seconds the refused tokens would have needed."""
-ATTR_BULKHEAD_IN_FLIGHT: Final = "seawall.bulkhead.in_flight"
-"""Calls holding a bulkhead slot when a call was refused."""
-ATTR_BULKHEAD_QUEUED: Final = "seawall.bulkhead.queued"
-"""Callers waiting in the bulkhead's queue when a call was refused."""
-ATTR_TIMEOUT_DURATION: Final = "seawall.timeout.duration"
-"""The timeout that was exceeded, in seconds."""
-
-# -- span event names --------------------------------------------------------------------
-
-EVENT_RETRY_SCHEDULED: Final = "seawall.retry.scheduled"
-"""An attempt failed and the retrier will try again after a delay."""
-EVENT_RETRY_GAVE_UP: Final = "seawall.retry.gave_up"
-"""The retrier stopped retrying."""
-EVENT_BREAKER_REJECTED: Final = "seawall.circuit_breaker.rejected"
-"""The circuit breaker refused a call."""
-EVENT_BREAKER_STATE_CHANGED: Final = "seawall.circuit_breaker.state_changed"
-"""The circuit breaker changed state."""
-EVENT_RATE_LIMITER_REJECTED: Final = "seawall.rate_limiter.rejected"
-"""The rate limiter refused tokens."""
-EVENT_BULKHEAD_REJECTED: Final = "seawall.bulkhead.rejected"
-"""The bulkhead refused a call."""
-EVENT_HEDGE_LAUNCHED: Final = "seawall.hedge.launched"
-"""The hedger launched a hedge."""
-EVENT_HEDGE_WON: Final = "seawall.hedge.won"
-"""A hedged call got its winning result."""
-EVENT_TIMEOUT_EXPIRED: Final = "seawall.timeout.expired"
-"""A call ran past its timeout."""
-EVENT_FALLBACK_APPLIED: Final = "seawall.fallback.applied"
-"""A call was answered with the fallback."""
-
-# -- metric names ------------------------------------------------------------------------
-
-METRIC_CALL_DURATION: Final = "seawall.call.duration"
-"""Histogram, ``s``: duration of protected calls, by primitive, name and outcome; its
-count is the number of calls by outcome (as ``http.server.request.duration`` counts
-HTTP requests, no separate counter)."""
-METRIC_ATTEMPT_DURATION: Final = "seawall.attempt.duration"
-"""Histogram, ``s``: duration of attempts, by type and outcome; its count is the number
-of attempts."""
-METRIC_RETRY_DELAY: Final = "seawall.retry.delay"
-"""Histogram, ``s``: delays retriers waited before retrying."""
-METRIC_BREAKER_STATUS: Final = "seawall.circuit_breaker.status"
-"""UpDownCounter, ``1``: 1 for a breaker's current state, 0 for its other states."""
-METRIC_BREAKER_TRANSITIONS: Final = "seawall.circuit_breaker.transitions"
-"""Counter, ``{transition}``: state changes, by previous state, state and reason."""
-METRIC_HEDGE_LAUNCHES: Final = "seawall.hedge.launches"
-"""Counter, ``{hedge}``: hedges launched, by reason."""
-METRIC_HEDGE_WINS: Final = "seawall.hedge.wins"
-"""Counter, ``{call}``: successful hedged calls, by the winner's attempt type."""
-METRIC_RATE_LIMITER_WAIT_DURATION: Final = "seawall.rate_limiter.wait.duration"
-"""Histogram, ``s``: time blocking acquisitions waited for their tokens (0 when none)."""
-METRIC_REJECTIONS: Final = "seawall.rejections"
-"""Counter, ``{rejection}``: calls or acquisitions refused, by primitive."""
-METRIC_BULKHEAD_IN_FLIGHT: Final = "seawall.bulkhead.in_flight"
-"""UpDownCounter, ``{call}``: calls holding a bulkhead slot."""
-METRIC_FALLBACKS: Final = "seawall.fallbacks"
-"""Counter, ``{call}``: calls answered with the fallback."""
-METRIC_TIMEOUTS: Final = "seawall.timeouts"
-"""Counter, ``{call}``: calls that ran past their timeout."""
-
-DURATION_BUCKETS: Final = (
-    0.0,
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-)
-"""Bucket boundaries, in seconds, advised for every seawall histogram in seconds."""
-
-# -- OpenTelemetry semantic conventions (copied: semconv is not a dependency) ------------
-
-_ERROR_TYPE: Final = "error.type"
-_GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
-_GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
-_GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
-_GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
-_GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
-_GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
-_GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
-_GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
-_GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
-_GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # noqa: S105 -- an attribute key
-_GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
-_GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # noqa: S105 -- a metric
-_GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
-# Bucket boundaries the GenAI conventions advise for their client metrics.
-_GEN_AI_DURATION_BUCKETS: Final = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-)
-_GEN_AI_TOKEN_BUCKETS: Final = tuple(float(4**power) for power in range(14))
-_GEN_AI_FIRST_CHUNK_BUCKETS: Final = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
-
-# Outcomes that mark a span as an error (cancellation is not one).
-_ERROR_OUTCOMES: Final = frozenset({Outcome.FAILURE, Outcome.REJECTED, Outcome.TIMEOUT})
-_BREAKER_STATES: Final = tuple(state.value for state in CircuitState)
-_PRIMITIVE_BREAKER: Final = "circuit_breaker"
-_PRIMITIVE_LIMITER: Final = "rate_limiter"
-_PRIMITIVE_BULKHEAD: Final = "bulkhead"
-# Caches of attribute dicts stop growing at this size (names made per request, say).
-_CACHE_LIMIT: Final = 1024
 
 
 def _qualified_name(exc: BaseException) -> str:
@@ -406,24 +222,24 @@ class _Instruments:
         )
         self.gen_ai_duration = _histogram(
             meter,
-            _GEN_AI_CLIENT_OPERATION_DURATION,
+            GEN_AI_CLIENT_OPERATION_DURATION,
             "s",
             "GenAI operation duration.",
-            _GEN_AI_DURATION_BUCKETS,
+            GEN_AI_DURATION_BUCKETS,
         )
         self.gen_ai_tokens = _histogram(
             meter,
-            _GEN_AI_CLIENT_TOKEN_USAGE,
+            GEN_AI_CLIENT_TOKEN_USAGE,
             "{token}",
             "Number of input and output tokens used.",
-            _GEN_AI_TOKEN_BUCKETS,
+            GEN_AI_TOKEN_BUCKETS,
         )
         self.gen_ai_first_chunk = _histogram(
             meter,
-            _GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK,
+            GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK,
             "s",
             "Time to receive the first chunk of a streamed response.",
-            _GEN_AI_FIRST_CHUNK_BUCKETS,
+            GEN_AI_FIRST_CHUNK_BUCKETS,
         )
 
     def __repr__(self) -> str:
@@ -560,7 +376,7 @@ class OpenTelemetryHook:
         value = self._attr_cache.get(key)
         if value is None:
             value = make()
-            if len(self._attr_cache) < _CACHE_LIMIT:
+            if len(self._attr_cache) < CACHE_LIMIT:
                 self._attr_cache[key] = value
         return value
 
@@ -569,7 +385,7 @@ class OpenTelemetryHook:
         name = self._error_types.get(cls)
         if name is None:
             name = _qualified_name(exc)
-            if len(self._error_types) < _CACHE_LIMIT:
+            if len(self._error_types) < CACHE_LIMIT:
                 self._error_types[cls] = name
         return name
 
@@ -592,7 +408,7 @@ class OpenTelemetryHook:
         exc: BaseException | None,
     ) -> Attributes:
         """Metric attributes of a call (*kind* None) or an attempt that ended."""
-        error = None if exc is None or outcome not in _ERROR_OUTCOMES else self._error_type(exc)
+        error = None if exc is None or outcome not in ERROR_OUTCOMES else self._error_type(exc)
         key = (primitive, name, kind, outcome, error)
         attrs = self._end_attrs.get(key)
         if attrs is None:
@@ -601,9 +417,9 @@ class OpenTelemetryHook:
                 made[ATTR_ATTEMPT_TYPE] = kind
             made[ATTR_OUTCOME] = outcome.value
             if error is not None:
-                made[_ERROR_TYPE] = error
+                made[ERROR_TYPE] = error
             attrs = made
-            if len(self._end_attrs) < _CACHE_LIMIT:
+            if len(self._end_attrs) < CACHE_LIMIT:
                 self._end_attrs[key] = attrs
         return attrs
 
@@ -636,8 +452,8 @@ class OpenTelemetryHook:
         _, span, token = entry
         try:
             span.set_attribute(ATTR_OUTCOME, outcome.value)
-            if exc is not None and outcome in _ERROR_OUTCOMES:
-                span.set_attribute(_ERROR_TYPE, self._error_type(exc))
+            if exc is not None and outcome in ERROR_OUTCOMES:
+                span.set_attribute(ERROR_TYPE, self._error_type(exc))
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         finally:
@@ -659,13 +475,13 @@ class OpenTelemetryHook:
         names = self._call_names.get((primitive, name))
         if names is None:
             names = (f"{primitive} {name}", self._primitive_attrs(primitive, name))
-            if len(self._call_names) < _CACHE_LIMIT:
+            if len(self._call_names) < CACHE_LIMIT:
                 self._call_names[primitive, name] = names
         span_name, attrs = names
         self._open_span(
             instruments, event, span_name, attrs, SpanKind.INTERNAL, stream=event.stream
         )
-        if primitive == _PRIMITIVE_BREAKER and name not in self._breakers:
+        if primitive == PRIMITIVE_BREAKER and name not in self._breakers:
             self._see_breaker(instruments, name, CircuitState.CLOSED.value)
 
     def _on_call_ended(self, instruments: _Instruments, event: CallEnded) -> None:
@@ -711,7 +527,7 @@ class OpenTelemetryHook:
             if name in self._breakers:
                 return
             self._breakers.add(name)
-        for each in _BREAKER_STATES:
+        for each in BREAKER_STATES:
             value = 1 if each == state else 0
             instruments.breaker_status.add(value, self._breaker_state_attrs(name, each))
 
@@ -745,7 +561,7 @@ class OpenTelemetryHook:
         name = event.name
         if name not in self._breakers:
             self._see_breaker(instruments, name, event.state.value)
-        instruments.rejections.add(1, self._primitive_attrs(_PRIMITIVE_BREAKER, name))
+        instruments.rejections.add(1, self._primitive_attrs(PRIMITIVE_BREAKER, name))
 
         def attrs() -> Attributes:
             values: dict[str, AttributeValue] = {
@@ -771,7 +587,7 @@ class OpenTelemetryHook:
                 ATTR_RETRY_RESULT_RETRIED: event.result_retried,
             }
             if event.exception is not None:
-                values[_ERROR_TYPE] = self._error_type(event.exception)
+                values[ERROR_TYPE] = self._error_type(event.exception)
             return values
 
         self._span_event(EVENT_RETRY_SCHEDULED, attrs)
@@ -784,7 +600,7 @@ class OpenTelemetryHook:
                 ATTR_RETRY_REASON: event.reason.value,
             }
             if event.exception is not None:
-                values[_ERROR_TYPE] = self._error_type(event.exception)
+                values[ERROR_TYPE] = self._error_type(event.exception)
             return values
 
         self._span_event(EVENT_RETRY_GAVE_UP, attrs)
@@ -825,7 +641,7 @@ class OpenTelemetryHook:
         instruments.limiter_wait.record(event.wait, self._name_attrs(event.name))
 
     def _on_rate_limited(self, instruments: _Instruments, event: RateLimited) -> None:
-        instruments.rejections.add(1, self._primitive_attrs(_PRIMITIVE_LIMITER, event.name))
+        instruments.rejections.add(1, self._primitive_attrs(PRIMITIVE_LIMITER, event.name))
         self._span_event(
             EVENT_RATE_LIMITER_REJECTED,
             lambda: {
@@ -838,7 +654,7 @@ class OpenTelemetryHook:
     # -- bulkhead, timeout, fallback -----------------------------------------------------
 
     def _on_bulkhead_rejected(self, instruments: _Instruments, event: BulkheadRejected) -> None:
-        instruments.rejections.add(1, self._primitive_attrs(_PRIMITIVE_BULKHEAD, event.name))
+        instruments.rejections.add(1, self._primitive_attrs(PRIMITIVE_BULKHEAD, event.name))
         self._span_event(
             EVENT_BULKHEAD_REJECTED,
             lambda: {
@@ -868,7 +684,7 @@ class OpenTelemetryHook:
         def make() -> Attributes:
             if error is None:
                 return {ATTR_NAME: event.name}
-            return {ATTR_NAME: event.name, _ERROR_TYPE: error}
+            return {ATTR_NAME: event.name, ERROR_TYPE: error}
 
         attrs: Attributes = self._cached(("fallback", event.name, error), make)
         instruments.fallbacks.add(1, attrs)
@@ -880,13 +696,13 @@ class OpenTelemetryHook:
         operation, model = event.operation, event.request_model
         span_name = f"{operation} {model}" if model else operation
         attrs: dict[str, AttributeValue] = {
-            _GEN_AI_OPERATION_NAME: operation,
+            GEN_AI_OPERATION_NAME: operation,
             ATTR_NAME: event.name,
         }
         if event.provider is not None:
-            attrs[_GEN_AI_PROVIDER_NAME] = event.provider
+            attrs[GEN_AI_PROVIDER_NAME] = event.provider
         if model is not None:
-            attrs[_GEN_AI_REQUEST_MODEL] = model
+            attrs[GEN_AI_REQUEST_MODEL] = model
         self._open_span(instruments, event, span_name, attrs, SpanKind.CLIENT, stream=event.stream)
 
     def _on_model_call_ended(self, instruments: _Instruments, event: ModelCallEnded) -> None:
@@ -897,44 +713,44 @@ class OpenTelemetryHook:
         self._close_span(started, event.outcome, event.exception)
 
         provider = started.provider or event.provider
-        attrs: dict[str, AttributeValue] = {_GEN_AI_OPERATION_NAME: started.operation}
+        attrs: dict[str, AttributeValue] = {GEN_AI_OPERATION_NAME: started.operation}
         if provider is not None:
-            attrs[_GEN_AI_PROVIDER_NAME] = provider
+            attrs[GEN_AI_PROVIDER_NAME] = provider
         if started.request_model is not None:
-            attrs[_GEN_AI_REQUEST_MODEL] = started.request_model
+            attrs[GEN_AI_REQUEST_MODEL] = started.request_model
         if event.response_model is not None:
-            attrs[_GEN_AI_RESPONSE_MODEL] = event.response_model
+            attrs[GEN_AI_RESPONSE_MODEL] = event.response_model
         if event.input_tokens is not None:
             instruments.gen_ai_tokens.record(
-                event.input_tokens, {**attrs, _GEN_AI_TOKEN_TYPE: "input"}
+                event.input_tokens, {**attrs, GEN_AI_TOKEN_TYPE: "input"}
             )
         if event.output_tokens is not None:
             instruments.gen_ai_tokens.record(
-                event.output_tokens, {**attrs, _GEN_AI_TOKEN_TYPE: "output"}
+                event.output_tokens, {**attrs, GEN_AI_TOKEN_TYPE: "output"}
             )
         if started.stream and event.time_to_first_chunk is not None:
             instruments.gen_ai_first_chunk.record(event.time_to_first_chunk, attrs)
-        if event.exception is not None and event.outcome in _ERROR_OUTCOMES:
-            attrs[_ERROR_TYPE] = self._error_type(event.exception)
+        if event.exception is not None and event.outcome in ERROR_OUTCOMES:
+            attrs[ERROR_TYPE] = self._error_type(event.exception)
         instruments.gen_ai_duration.record(event.duration, attrs)
 
 
 def _set_response_attributes(span: Span, event: ModelCallEnded) -> None:
     """Put what the model's response reported on its span."""
     if event.started.provider is None and event.provider is not None:
-        span.set_attribute(_GEN_AI_PROVIDER_NAME, event.provider)
+        span.set_attribute(GEN_AI_PROVIDER_NAME, event.provider)
     if event.response_model is not None:
-        span.set_attribute(_GEN_AI_RESPONSE_MODEL, event.response_model)
+        span.set_attribute(GEN_AI_RESPONSE_MODEL, event.response_model)
     if event.response_id is not None:
-        span.set_attribute(_GEN_AI_RESPONSE_ID, event.response_id)
+        span.set_attribute(GEN_AI_RESPONSE_ID, event.response_id)
     if event.input_tokens is not None:
-        span.set_attribute(_GEN_AI_USAGE_INPUT_TOKENS, event.input_tokens)
+        span.set_attribute(GEN_AI_USAGE_INPUT_TOKENS, event.input_tokens)
     if event.output_tokens is not None:
-        span.set_attribute(_GEN_AI_USAGE_OUTPUT_TOKENS, event.output_tokens)
+        span.set_attribute(GEN_AI_USAGE_OUTPUT_TOKENS, event.output_tokens)
     if event.finish_reasons:
-        span.set_attribute(_GEN_AI_RESPONSE_FINISH_REASONS, list(event.finish_reasons))
+        span.set_attribute(GEN_AI_RESPONSE_FINISH_REASONS, list(event.finish_reasons))
     if event.time_to_first_chunk is not None:
-        span.set_attribute(_GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, event.time_to_first_chunk)
+        span.set_attribute(GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, event.time_to_first_chunk)
 
 
 _HANDLERS: Final[dict[type, Callable[[OpenTelemetryHook, _Instruments, Any], None]]] = {
