@@ -882,6 +882,150 @@ class TestHedgerAsync:
         check_pairs(tracer.events, "svc", "hedge")
 
 
+def untimed(events: Iterable[seawall.Event]) -> list[Shape]:
+    """`shape` without the durations and latencies, which the real clock makes vary."""
+    timed = {"call_end", "attempt_end", "won"}
+    return [item[:-1] if item[0] in timed else item for item in shape(events)]
+
+
+class TaskRecorder:
+    """A hook that records the anyio task id each attempt event is reported from."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[tuple[str, int], int] = {}
+
+    def __call__(self, event: seawall.Event) -> None:
+        if isinstance(event, AttemptStarted):
+            self.tasks["start", event.attempt] = anyio.get_current_task().id
+        elif isinstance(event, AttemptEnded):
+            self.tasks["end", event.started.attempt] = anyio.get_current_task().id
+
+
+@pytest.mark.anyio
+class TestHedgerRealClock:
+    """Hedger.acall on the real clock: on asyncio, the native fast path (see _hedge._async).
+
+    Hedge times never come (an hour) or come at once (0); the events must be those of
+    the virtual-clock tests above.
+    """
+
+    async def test_primary_wins_before_the_delay(self, anyio_backend: str, tracer: Tracer) -> None:
+        """The call pair around the primary's pair, reported from the primary's task."""
+        tasks = TaskRecorder()
+        hedger = Hedger(delay=3600, hooks=(tracer, tasks), name="svc")
+        seen: list[str] = []
+
+        async def fn() -> str:
+            seen.append(CURRENT.get())
+            await anyio.lowlevel.checkpoint()
+            return "ok"
+
+        assert await hedger.acall(fn) == "ok"
+        assert seen == ["attempt 0"]
+        assert untimed(tracer.events) == [
+            ("call", "svc", "hedge", False),
+            ("attempt", 0, ORIGINAL),
+            ("attempt_end", 0, SUCCESS, None),
+            ("won", 0, False),
+            ("call_end", SUCCESS, None),
+        ]
+        check_pairs(tracer.events, "svc", "hedge")
+        assert tracer.parents == {"call": "root", "attempt 0": "call"}
+        assert tracer.errors == []
+        assert CURRENT.get() == "root"
+        assert tasks.tasks["start", 0] == tasks.tasks["end", 0] != anyio.get_current_task().id
+
+    async def test_hedge_wins_and_the_primary_ends_cancelled(
+        self, anyio_backend: str, tracer: Tracer
+    ) -> None:
+        """The stuck primary is hedged, loses, and ends CANCELLED before the call ends."""
+        tasks = TaskRecorder()
+        hedger = Hedger(delay=0, hooks=(tracer, tasks), name="svc")
+
+        async def fn() -> str:
+            # The tracer made this attempt's span current: it tells the primary from
+            # the hedge, which on trio may call first.
+            attempt = CURRENT.get()
+            if attempt == "attempt 0":
+                await anyio.sleep_forever()
+            await anyio.lowlevel.checkpoint()
+            return f"r{attempt[-1]}"
+
+        assert await hedger.acall(fn) == "r1"
+        expected: list[Shape] = [
+            ("call", "svc", "hedge", False),
+            ("attempt", 0, ORIGINAL),
+            ("launched", 1, HedgeReason.DELAY_ELAPSED),
+            ("attempt", 1, HEDGE),
+            ("attempt_end", 1, SUCCESS, None),
+            ("won", 1, True),
+            ("attempt_end", 0, CANCELLED, "<cancelled>"),
+            ("call_end", SUCCESS, None),
+        ]
+        events = untimed(tracer.events)
+        if anyio_backend == "trio":
+            # With delay 0 the task group launches the hedge before the primary's task
+            # has run: its start may come after the launch, or even after the hedge's.
+            assert sorted(map(repr, events)) == sorted(map(repr, expected))
+            assert events[0] == expected[0]
+            assert events[4:] == expected[4:]
+        else:  # the native path: the primary's task runs before the hedge time comes
+            assert events == expected
+        check_pairs(tracer.events, "svc", "hedge")
+        assert tracer.parents == {"call": "root", "attempt 0": "call", "attempt 1": "call"}
+        assert tracer.errors == []
+        caller = anyio.get_current_task().id
+        assert tasks.tasks["start", 0] == tasks.tasks["end", 0] != caller
+        assert (
+            tasks.tasks["start", 1]
+            == tasks.tasks["end", 1]
+            not in {caller, tasks.tasks["start", 0]}
+        )
+
+    async def test_primary_fails_permanently(self, anyio_backend: str, tracer: Tracer) -> None:
+        """A lone primary failing permanently: both pairs end FAILURE with its exception."""
+        hedger = Hedger(delay=3600, hooks=(tracer,), name="svc")
+        error = ValueError("bad request")
+
+        async def fn() -> str:
+            await anyio.lowlevel.checkpoint()
+            raise error
+
+        with pytest.raises(ValueError, match="bad request") as info:
+            await hedger.acall(fn)
+        assert info.value is error
+        assert untimed(tracer.events) == [
+            ("call", "svc", "hedge", False),
+            ("attempt", 0, ORIGINAL),
+            ("attempt_end", 0, FAILURE, error),
+            ("call_end", FAILURE, error),
+        ]
+        check_pairs(tracer.events, "svc", "hedge")
+
+    async def test_cancelling_the_call_ends_the_primary(
+        self, anyio_backend: str, tracer: Tracer
+    ) -> None:
+        """A cancel scope around the call: the primary, then the call, end CANCELLED."""
+        hedger = Hedger(delay=3600, hooks=(tracer,), name="svc")
+        started = anyio.Event()
+
+        async def fn() -> None:
+            started.set()
+            await anyio.sleep_forever()
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(hedger.acall, fn)
+            await started.wait()
+            task_group.cancel_scope.cancel()
+        assert untimed(tracer.events) == [
+            ("call", "svc", "hedge", False),
+            ("attempt", 0, ORIGINAL),
+            ("attempt_end", 0, CANCELLED, "<cancelled>"),
+            ("call_end", CANCELLED, "<cancelled>"),
+        ]
+        check_pairs(tracer.events, "svc", "hedge")
+
+
 class Streams:
     """A stream factory: the n-th stream waits ``first[n]`` virtual seconds.
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, final
 
 from seawall._classify import is_retryable as default_is_retryable
 from seawall._clock import resolve_clock
-from seawall._hedge._async import EMPTY, AsyncCall, close_stream
+from seawall._hedge._async import EMPTY, AsyncCall, acall, close_stream
 from seawall._hedge._engine import HedgeEngine
 from seawall._hedge._options import (
     DEFAULT_BUDGET_CAP,
@@ -105,6 +105,18 @@ class Hedger:
     ``cancel_timeout`` seconds a warning naming the stuck attempts is logged on the
     ``seawall`` logger, and the call goes on waiting for them. Cancelling the caller
     cancels every attempt.
+
+    **On asyncio with the system clock** (`acall`, coroutine decorators), a call starts
+    lighter: the primary is a plain asyncio task (in a copy of the caller's context),
+    the hedge time a shared loop timer, and a primary that succeeds before the delay
+    ends the call with no task group at all. Only when the delay passes or the primary
+    fails does the call open the task group above, which adopts the running primary.
+    Not being an anyio task, the primary is cancelled with a single ``Task.cancel()``
+    when it loses or the caller is cancelled: an anyio shield it enters afterwards
+    (cleanup in ``finally``) holds, but one it is already inside does not stop that
+    ``CancelledError``; and ``anyio.current_effective_deadline()`` inside it does not
+    see the caller's deadlines (cancelling the caller still cancels it). Trio, and any
+    other clock (which must drive the delay itself), use the task group from the start.
 
     **Streams** (`astream`, async generator functions): an attempt succeeds when its
     stream yields its first chunk (or ends empty). The winner is committed to; the
@@ -259,9 +271,8 @@ class Hedger:
         """
         engine = self._engine
         if engine.observer is not None:
-            return await engine.observer.acall(_hedged_acall, engine, fn, args, kwargs)
-        call: AsyncCall[T] = AsyncCall(engine, fn, args, kwargs, stream=False)
-        return await call.outcome()
+            return await engine.observer.acall(acall, engine, fn, args, kwargs)
+        return await acall(engine, fn, args, kwargs)
 
     def astream(
         self, fn: Callable[P, AsyncIterator[Y]], /, *args: P.args, **kwargs: P.kwargs
@@ -335,8 +346,7 @@ class Hedger:
         engine = self._engine
 
         async def hedged(*args: Any, **kwargs: Any) -> T:
-            call: AsyncCall[T] = AsyncCall(engine, fn, args, kwargs, stream=False)
-            return await call.outcome()
+            return await acall(engine, fn, args, kwargs)
 
         return hedged if engine.observer is None else engine.observer.wrap(hedged)
 
@@ -359,16 +369,6 @@ def _hedged_call(
     engine: HedgeEngine, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> T:
     return SyncCall(engine, fn, args, kwargs).outcome()
-
-
-async def _hedged_acall(
-    engine: HedgeEngine,
-    fn: Callable[..., Awaitable[T]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> T:
-    call: AsyncCall[T] = AsyncCall(engine, fn, args, kwargs, stream=False)
-    return await call.outcome()
 
 
 async def _hedged_stream(
