@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
+import random
+import threading
 from typing import Any
 
 import anyio
@@ -19,6 +22,7 @@ from seawall import (
     RateLimiter,
     RateLimiterStatistics,
 )
+from seawall._limit._bucket import BucketCore, Rejection, Reservation
 from seawall.testing import FakeClock, RecordingHook
 
 
@@ -280,3 +284,146 @@ class TestAsyncCallableObjects:
         assert await limited() == "done"
         assert await limited() == "done"
         assert clock.sleeps == [1.0]
+
+
+class NoSleepClock:
+    """A FakeClock that fails the test if anything sleeps on it, sync or async."""
+
+    def __init__(self) -> None:
+        self.inner = FakeClock()
+
+    def now(self) -> float:
+        return self.inner.now()
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError(f"slept {seconds!r} s on the zero-wait path")
+
+    async def asleep(self, seconds: float) -> None:
+        raise AssertionError(f"slept {seconds!r} s on the zero-wait path")
+
+
+class TestZeroWaitPath:
+    """With tokens available: no sleep, no thread, no log record; not a checkpoint."""
+
+    async def test_nothing_but_the_grant(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """aacquire, the decorator and `async with`, on the plain and the keyed limiter."""
+        clock = NoSleepClock()
+        limiter = RateLimiter(1.0, 100.0, clock=clock)
+        keyed = seawall.KeyedRateLimiter(1.0, 100.0, clock=clock)
+
+        @limiter
+        async def work() -> int:
+            return 1
+
+        def no_thread(self: threading.Thread) -> None:
+            raise AssertionError(f"thread {self.name!r} started on the zero-wait path")
+
+        monkeypatch.setattr(threading.Thread, "start", no_thread)
+        records: list[logging.LogRecord] = []
+        factory = logging.getLogRecordFactory()
+
+        def recording_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = factory(*args, **kwargs)
+            records.append(record)
+            return record
+
+        logging.setLogRecordFactory(recording_factory)
+        try:
+            await limiter.aacquire()
+            await limiter.aacquire(2.5)
+            await limiter.aacquire(1.0, max_wait=0)
+            assert await work() == 1
+            async with limiter:
+                pass
+            await keyed.aacquire("a")
+            await keyed.aacquire("b", 2, max_wait=0)
+        finally:
+            logging.setLogRecordFactory(factory)
+        assert records == []
+        stats = limiter.statistics()
+        assert (stats.grants, stats.tokens_granted, stats.waits) == (5, 6.5, 0)
+        assert keyed.statistics().tokens_granted == 3
+
+    async def test_not_a_checkpoint_when_tokens_are_there(self, clock: FakeClock) -> None:
+        """Like aiolimiter, a grant made at once does not yield, so no cancellation lands."""
+        limiter = make(clock)
+        taken = False
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await limiter.aacquire()
+            taken = True
+        assert taken
+        assert limiter.statistics().grants == 1
+
+    async def test_a_newcomer_queues_behind_a_waiter(self) -> None:
+        """Tokens back from a refund do not let a newcomer's aacquire skip the queue."""
+        clock = FakeClock(autojump=False)
+        limiter = RateLimiter(1.0, 4.0, clock=clock)
+        await limiter.aacquire(4)
+        done: list[tuple[str, float]] = []
+
+        async def take(cost: float, tag: str) -> None:
+            await limiter.aacquire(cost)
+            done.append((tag, clock.now()))
+
+        async with anyio.create_task_group() as outer:
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(take, 3, "cancelled")  # ready at t=3
+                await until_waiting(limiter, 1)
+                outer.start_soon(take, 1, "waiter")  # ready at t=4
+                await until_waiting(limiter, 2)
+                inner.cancel_scope.cancel()  # 2 tokens back; the waiter keeps t=4
+            clock.advance(3.0)
+            # One token is back by the bucket's level, yet the waiter comes first.
+            assert limiter.statistics().tokens_available == 1.0
+            outer.start_soon(take, 1, "newcomer")
+            await until_waiting(limiter, 2)
+            clock.advance(1.0)
+        assert sorted(done) == [("newcomer", 4.0), ("waiter", 4.0)]
+
+
+class TestFastPathIsTheCore:
+    """The async forms decide as `BucketCore` does, leaving the same float state."""
+
+    @pytest.mark.parametrize("rate", [1.0, 3.0, 0.7])
+    async def test_matches_the_core_bit_for_bit(self, rate: float) -> None:
+        """aacquire, the decorator and `async with`, over a random run of 300 calls."""
+        rnd = random.Random(rate)
+        clock = FakeClock()
+        limiter = RateLimiter(rate, 2.0, clock=clock)
+        ref = BucketCore(rate, 2.0)
+
+        @limiter
+        async def work() -> None:
+            pass
+
+        for _ in range(300):
+            op = rnd.choice(["aacquire", "aacquire_no_wait", "decorated", "async_with"])
+            cost = rnd.choice([1, 1.0, 0.5, 2, 0.3]) if op.startswith("aacquire") else 1
+            clock.advance(rnd.choice([0.0, 0.1, 1 / 3, 0.5, 2.0]))
+            now = clock.now()
+            if op == "aacquire_no_wait":
+                decision = ref.reserve(now, cost, 0.0)
+                if isinstance(decision, Rejection):
+                    with pytest.raises(RateLimitedError):
+                        await limiter.aacquire(cost, max_wait=0)
+                else:
+                    await limiter.aacquire(cost, max_wait=0)
+            else:
+                decision = ref.reserve(now, cost, None)
+                if op == "aacquire":
+                    await limiter.aacquire(cost)
+                elif op == "decorated":
+                    await work()
+                else:
+                    async with limiter:
+                        pass
+                if decision is None:
+                    assert clock.now() == now
+                else:
+                    assert isinstance(decision, Reservation)
+                    assert clock.now() >= decision.ready_at - ref.slack
+                    ref.complete(decision)
+            assert limiter._core.full_at == ref.full_at
+            assert limiter._core.tail == ref.tail
+        assert limiter.statistics().waiting == 0

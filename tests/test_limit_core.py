@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from seawall._limit._bucket import (
     EPSILON_TOKENS,
+    NEVER,
     BucketCore,
     Rejection,
     Reservation,
@@ -527,6 +528,19 @@ class BucketMachine(RuleBasedStateMachine):
         assert available <= float(self.ref.burst)
         assert available == pytest.approx(float(self.ref.tokens(self.exact_now)), abs=TOLERANCE)
         assert self.core.waiting == len(self.ref.pending)
+
+    @invariant()
+    def nobody_waiting_means_nothing_to_undo(self) -> None:
+        """``tail == NEVER`` exactly when nobody waits, and then nothing can be undone.
+
+        The shells' fast paths rely on it: they take tokens when ``tail == NEVER``
+        without clearing the undo list, as `BucketCore.try_take` does.
+        """
+        if self.core is None:
+            return
+        assert (self.core.tail == NEVER) is (self.core.waiting == 0)
+        if self.core.tail == NEVER:
+            assert self.core._undo is None
 
     @invariant()
     def window_invariant(self) -> None:

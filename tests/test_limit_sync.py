@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seawall import (
     AcquireCancelled,
     AcquireWaited,
     Event,
+    KeyedRateLimiter,
     RateLimited,
     RateLimitedError,
     RateLimiter,
     RateLimiterStatistics,
 )
+from seawall._limit._bucket import BucketCore, Rejection, Reservation
 from seawall.testing import FakeClock, RecordingHook
 
 
@@ -340,3 +347,182 @@ class TestGrantEventsFollowHookInterest:
         limiter.acquire()  # granted at once: nothing
         limiter.acquire()  # waits one second: reported
         assert quiet.events == [AcquireWaited("api", 1, 1.0)]
+
+
+class NoSleepClock:
+    """A FakeClock that fails the test if anything sleeps on it, sync or async."""
+
+    def __init__(self) -> None:
+        self.inner = FakeClock()
+
+    def now(self) -> float:
+        return self.inner.now()
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError(f"slept {seconds!r} s on the zero-wait path")
+
+    async def asleep(self, seconds: float) -> None:
+        raise AssertionError(f"slept {seconds!r} s on the zero-wait path")
+
+
+@pytest.fixture
+def quiet_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[logging.LogRecord]]:
+    """Fail on any thread start; collect every log record built meanwhile."""
+
+    def no_thread(self: threading.Thread) -> None:
+        raise AssertionError(f"thread {self.name!r} started on the zero-wait path")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    records: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def recording_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        records.append(record)
+        return record
+
+    logging.setLogRecordFactory(recording_factory)
+    try:
+        yield records
+    finally:
+        logging.setLogRecordFactory(factory)
+
+
+class TestZeroWaitPath:
+    """With tokens available: no sleep, no thread, no log record, on any sync form."""
+
+    def test_nothing_but_the_grant(self, quiet_runtime: list[logging.LogRecord]) -> None:
+        """try_acquire, acquire, the decorator and `with`, default and other costs."""
+        clock = NoSleepClock()
+        limiter = RateLimiter(1.0, 100.0, clock=clock)
+        keyed = KeyedRateLimiter(1.0, 100.0, clock=clock)
+
+        @limiter
+        def work() -> int:
+            return 1
+
+        assert limiter.try_acquire()
+        assert limiter.try_acquire(2.5)
+        limiter.acquire()
+        limiter.acquire(1.0, max_wait=0)
+        assert work() == 1
+        with limiter:
+            pass
+        assert keyed.try_acquire("a")
+        keyed.acquire("a", 2)
+        keyed.acquire("b", max_wait=timedelta(0))
+        assert quiet_runtime == []
+        stats = limiter.statistics()
+        assert (stats.grants, stats.tokens_granted, stats.waits) == (6, 7.5, 0)
+        assert (keyed.statistics().grants, keyed.statistics().tokens_granted) == (3, 4)
+
+
+class TestNoOvertaking:
+    """The fast paths never grant ahead of a waiter, even when tokens are back."""
+
+    def test_after_a_refund_behind_the_waiter(self, clock: FakeClock) -> None:
+        """A refund by Go's rule leaves tokens, but a later waiter still comes first."""
+        limiter = make(clock, rate=1.0, burst=4.0)
+        limiter.acquire(4)
+        core = limiter._core
+        first = core.reserve(0.0, 3)  # ready at t=3
+        second = core.reserve(0.0, 1)  # ready at t=4
+        assert isinstance(first, Reservation)
+        assert isinstance(second, Reservation)
+        assert core.cancel(first, 0.0) == 2.0
+        clock.advance(3.0)
+        # The bucket's level alone allows one token at t=3; the waiter is due at 4.
+        assert core.available(clock.now()) == 1.0
+        assert not limiter.try_acquire()
+        with pytest.raises(RateLimitedError):
+            limiter.acquire(max_wait=0.5)
+
+        @limiter
+        def work() -> None:
+            pass
+
+        work()  # queued behind the waiter: granted at t=4, with it
+        assert clock.sleeps == [1.0]
+        core.complete(second)
+        with limiter:  # nobody waits now, and the last token is there
+            pass
+        assert clock.sleeps == [1.0]
+        assert not limiter.try_acquire()
+
+
+RATES = [1.0, 3.0, 0.7, 10.0]
+FAST_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["try", "acquire", "acquire_no_wait", "decorated", "with"]),
+        st.sampled_from([1, 1.0, 0.5, 2, 0.3]),
+        st.sampled_from([0.0, 0.1, 1 / 3, 0.5, 2.0]),
+    ),
+    max_size=50,
+)
+
+
+class TestFastPathIsTheCore:
+    """Every form decides as `BucketCore` does and leaves the bucket in the same state."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(rate=st.sampled_from(RATES), ops=FAST_OPS)
+    def test_matches_the_core_bit_for_bit(
+        self, rate: float, ops: list[tuple[str, float, float]]
+    ) -> None:
+        """Decisions, waits and the float state equal the core's, to the last bit."""
+        clock = FakeClock()
+        limiter = RateLimiter(rate, 2.0, clock=clock)
+        ref = BucketCore(rate, 2.0)
+
+        @limiter
+        def work() -> None:
+            pass
+
+        granted = 0.0
+        for op, op_cost, dt in ops:
+            clock.advance(dt)
+            now = clock.now()
+            cost = op_cost if op in {"try", "acquire", "acquire_no_wait"} else 1
+            if op == "try":
+                expected = ref.try_take(now, cost)
+                assert limiter.try_acquire(cost) is expected
+                granted += cost if expected else 0
+            elif op == "acquire_no_wait":
+                decision = ref.reserve(now, cost, 0.0)
+                if isinstance(decision, Rejection):
+                    with pytest.raises(RateLimitedError):
+                        limiter.acquire(cost, max_wait=0)
+                else:
+                    assert decision is None
+                    limiter.acquire(cost, max_wait=0)
+                    granted += cost
+            else:
+                decision = ref.reserve(now, cost, None)
+                if op == "acquire":
+                    limiter.acquire(cost)
+                elif op == "decorated":
+                    work()
+                else:
+                    with limiter:
+                        pass
+                if decision is None:
+                    assert clock.now() == now  # granted at once: no sleep
+                else:
+                    assert isinstance(decision, Reservation)
+                    assert clock.now() >= decision.ready_at - ref.slack
+                    ref.complete(decision)
+                granted += cost
+            assert limiter._core.full_at == ref.full_at
+            assert limiter._core.tail == ref.tail
+        stats = limiter.statistics()
+        assert stats.tokens_granted == pytest.approx(granted)
+        assert stats.waiting == 0
+
+    def test_constants_match_the_core(self) -> None:
+        """The shell's copies of tau, slack and the unit step are the core's, exactly."""
+        for rate, burst in [(1.0, 1.0), (3.0, 7.0), (0.7, 2.5), (1e12, 1e9)]:
+            limiter = RateLimiter(rate, burst)
+            core = limiter._core
+            assert limiter._tau == core.tau
+            assert limiter._slack == core.slack
+            assert limiter._unit == 1 / rate

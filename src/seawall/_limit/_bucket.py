@@ -14,6 +14,7 @@ from typing import Final, final
 
 __all__ = (
     "EPSILON_TOKENS",
+    "NEVER",
     "BucketCore",
     "Rejection",
     "Reservation",
@@ -33,7 +34,8 @@ therefore holds up to ``EPSILON_TOKENS`` (plus the rounding of the caller's own
 arithmetic): in any window of length t, granted tokens <= burst + rate * t + 1e-9.
 """
 
-_NEVER: Final = -math.inf
+NEVER: Final = -math.inf
+"""``full_at`` of a bucket that is full and was never used; ``tail`` with nobody waiting."""
 
 
 def check_rate(rate: float) -> float:
@@ -151,12 +153,22 @@ class BucketCore:
     `commit` each bucket's cost at that one ``at``, all under one lock; settle the real
     usage later with `adjust`.
 
+    **Fast paths.** The shells inline `try_take` for a bucket that nobody waits on
+    (``tail == NEVER``), reading and advancing ``full_at`` under their own lock; that is
+    why ``full_at`` and ``tail`` are plain attributes. Nothing else outside this class
+    may write them.
+
     Args:
         rate: Tokens added per second, > 0 (validated by the caller, see `check_rate`).
         burst: Capacity, >= 1 (see `check_burst`); the bucket starts full.
+
+    Attributes:
+        full_at: When the bucket is full again, counting every reservation; `NEVER`
+            (``-inf``) if never used.
+        tail: The ``ready_at`` of the latest pending reservation, or `NEVER` if none.
     """
 
-    __slots__ = ("_burst", "_full_at", "_pending", "_rate", "_slack", "_tail", "_tau", "_undo")
+    __slots__ = ("_burst", "_pending", "_rate", "_slack", "_tau", "_undo", "full_at", "tail")
 
     def __init__(self, rate: float, burst: float) -> None:
         self._rate = rate
@@ -164,8 +176,10 @@ class BucketCore:
         # Seconds to refill a full bucket: GCRA's tolerance.
         self._tau = burst / rate
         self._slack = EPSILON_TOKENS / rate
-        self._full_at = _NEVER
-        self._tail = _NEVER
+        # Plain attributes rather than properties: the shells' fast paths read them
+        # under their lock without a call (see `try_take`).
+        self.full_at: float = NEVER
+        self.tail: float = NEVER
         # Reservations whose waiters have not reported back, in reservation order (which
         # is ready_at order). Allocated only while someone waits, to keep idle buckets
         # (one per key in a keyed limiter) small.
@@ -178,7 +192,7 @@ class BucketCore:
         waiting = len(self._pending) if self._pending else 0
         return (
             f"BucketCore(rate={self._rate!r}, burst={self._burst!r}, "
-            f"full_at={self._full_at!r}, waiting={waiting})"
+            f"full_at={self.full_at!r}, waiting={waiting})"
         )
 
     @property
@@ -192,19 +206,14 @@ class BucketCore:
         return self._burst
 
     @property
+    def tau(self) -> float:
+        """Seconds to refill an empty bucket: ``burst / rate``."""
+        return self._tau
+
+    @property
     def slack(self) -> float:
         """Seconds within which tokens count as available now (``EPSILON_TOKENS / rate``)."""
         return self._slack
-
-    @property
-    def full_at(self) -> float:
-        """When the bucket is full again, counting every reservation; ``-inf`` if never used."""
-        return self._full_at
-
-    @property
-    def tail(self) -> float:
-        """The ``ready_at`` of the latest pending reservation, or ``-inf`` if none."""
-        return self._tail
 
     @property
     def waiting(self) -> int:
@@ -213,24 +222,24 @@ class BucketCore:
 
     def available(self, now: float) -> float:
         """Return the tokens available at *now*: at most ``burst``, negative in debt."""
-        behind = self._full_at - now
+        behind = self.full_at - now
         if behind <= self._slack:  # full, up to rounding
             return self._burst
         return self._burst - behind * self._rate
 
     def idle(self, now: float) -> bool:
         """Return whether the bucket is full with nobody waiting: as good as a new one."""
-        return self._full_at <= now and self._pending is None
+        return self.full_at <= now and self._pending is None
 
     def ready_time(self, now: float, cost: float) -> float:
         """Return when *cost* tokens reserved at *now* would be granted (>= now).
 
         Changes nothing. Returns exactly *now* when no wait is needed.
         """
-        start = self._full_at
+        start = self.full_at
         start = max(start, now)
         ready = start + cost / self._rate - self._tau
-        ready = max(ready, self._tail)
+        ready = max(ready, self.tail)
         if ready - now <= self._slack:
             return now
         return ready
@@ -238,17 +247,20 @@ class BucketCore:
     def try_take(self, now: float, cost: float) -> bool:
         """Take *cost* tokens if they are available at *now* and nobody waits; never queue.
 
+        The shells inline this rule, word for word, for a bucket with ``tail == NEVER``;
+        there ``_undo`` is already ``None`` (a reservation stays in it only while one
+        committed at or after it is pending), so they need not clear it.
+
         Returns:
             Whether the tokens were taken. On ``False`` nothing changed.
         """
-        # The hot path of every limiter: as few attribute loads as the rule allows.
-        start = self._full_at
+        start = self.full_at
         if start < now:  # noqa: PLR1730 -- max() costs 120 ns on this hot path
             start = now
         end = start + cost / self._rate
-        if end - self._tau - now > self._slack or self._tail - now > self._slack:
+        if end - self._tau - now > self._slack or self.tail - now > self._slack:
             return False
-        self._full_at = end
+        self.full_at = end
         self._undo = None
         return True
 
@@ -269,16 +281,16 @@ class BucketCore:
             `Rejection` carrying the needed wait when it exceeds *max_wait*, in which
             case nothing changed.
         """
-        start = self._full_at
+        start = self.full_at
         if start < now:  # noqa: PLR1730 -- max() costs 120 ns on this hot path
             start = now
         step = cost / self._rate
         ready = start + step - self._tau
-        if ready < self._tail:  # noqa: PLR1730 -- as above
-            ready = self._tail
+        if ready < self.tail:  # noqa: PLR1730 -- as above
+            ready = self.tail
         wait = ready - now
         if wait <= self._slack:
-            self._full_at = start + step
+            self.full_at = start + step
             self._undo = None
             return None
         if max_wait is not None and wait - max_wait > self._slack:  # rounding, as above
@@ -302,11 +314,11 @@ class BucketCore:
         if at < ready:
             msg = f"at ({at!r}) is earlier than ready_time(now, cost) ({ready!r})"
             raise ValueError(msg)
-        start = self._full_at
+        start = self.full_at
         start = max(start, now)
         step = cost / self._rate
         if at <= now:
-            self._full_at = start + step
+            self.full_at = start + step
             self._undo = None
             return None
         return self._commit_later(now, cost, at, start, step)
@@ -317,8 +329,8 @@ class BucketCore:
         # The grant happens at `at`: replay it there, so that a grant delayed past the
         # refill (by the FIFO tail or by a common multi-bucket time) is charged from
         # `at`, never from an earlier, emptier moment.
-        reservation = Reservation(cost, at, now, self._full_at)
-        self._full_at = max(start, at) + step
+        reservation = Reservation(cost, at, now, self.full_at)
+        self.full_at = max(start, at) + step
         pending = self._pending
         if pending is None:
             pending = self._pending = {}
@@ -328,7 +340,7 @@ class BucketCore:
             self._undo = [reservation]
         else:
             undo.append(reservation)
-        self._tail = at
+        self.tail = at
         return reservation
 
     def complete(self, reservation: Reservation) -> None:
@@ -382,7 +394,7 @@ class BucketCore:
         pending = self._pending
         if pending is None or reservation not in pending:
             return None
-        tail = self._tail
+        tail = self.tail
         self._forget(pending, reservation)
         if reservation.ready_at <= now:
             self._granted(reservation)
@@ -395,7 +407,7 @@ class BucketCore:
                 full_at = undo.pop().prior
             if not undo:
                 self._undo = None
-            self._full_at = full_at
+            self.full_at = full_at
             return max(0.0, self.available(now) - before)
         reservation.cancelled = True
         restored = self._restore(now, reservation.cost, reservation.ready_at, tail)
@@ -424,25 +436,25 @@ class BucketCore:
         """
         self._undo = None
         if delta >= 0:
-            start = self._full_at
+            start = self.full_at
             start = max(start, now)
-            self._full_at = start + delta / self._rate
+            self.full_at = start + delta / self._rate
             return delta
-        latest = max(now, self._tail)
+        latest = max(now, self.tail)
         return self._restore(now, -delta, min(granted_at, latest), latest)
 
     def _restore(self, now: float, tokens: float, granted_at: float, latest: float) -> float:
         restore = tokens - (latest - granted_at) * self._rate
         if restore <= 0:
             return 0.0
-        current = self._full_at
+        current = self.full_at
         if current <= now:
             return 0.0  # already full
         full_at = current - restore / self._rate
         if full_at < now:  # never above burst
             full_at = now
             restore = (current - now) * self._rate
-        self._full_at = full_at
+        self.full_at = full_at
         return restore
 
     def _forget(self, pending: dict[Reservation, None], reservation: Reservation) -> None:
@@ -450,9 +462,9 @@ class BucketCore:
             # popitem() also trims the deleted slots before it, keeping this O(1).
             pending.popitem()
             if pending:
-                self._tail = next(reversed(pending)).ready_at
+                self.tail = next(reversed(pending)).ready_at
             else:
                 self._pending = None
-                self._tail = _NEVER
+                self.tail = NEVER
         else:
             del pending[reservation]

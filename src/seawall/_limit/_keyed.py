@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Final, final
 from seawall._hooks import emit
 from seawall._validate import check_positive_int
 
-from ._bucket import BucketCore, Rejection, Reservation, check_cost, check_max_wait
-from ._events import AcquireWaited, KeyedRateLimiterStatistics, RateLimited
-from ._limiter import DEFAULT_NAME, LimiterBase
+from ._bucket import NEVER, BucketCore, Reservation, check_cost, check_max_wait
+from ._events import KeyedRateLimiterStatistics, RateLimited
+from ._limiter import DEFAULT_COST, DEFAULT_NAME, LimiterBase
 
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ class KeyedRateLimiter(LimiterBase):
         max_keys: The most buckets kept, >= 1, or ``None`` for no hard bound. Default
             ``None``.
         name: Used in errors, events and the repr. Default ``"rate-limiter"``.
-        clock: The time source. Default: the monotonic system clock.
+        clock: The time source. Default: the monotonic system clock. Its ``now``
+            method is looked up once, here.
         hooks: Callables receiving `RateLimited`, `AcquireWaited` (every grant of
             `acquire` and `aacquire`) and `AcquireCancelled` events, with ``key`` set.
             Default none.
@@ -121,6 +122,7 @@ class KeyedRateLimiter(LimiterBase):
     def statistics(self) -> KeyedRateLimiterStatistics:
         """Return a consistent snapshot of the counters, over all keys."""
         with self._lock:
+            grants, tokens_granted = self._granted_locked()
             return KeyedRateLimiterStatistics(
                 rate=self._rate,
                 burst=self._burst,
@@ -128,8 +130,8 @@ class KeyedRateLimiter(LimiterBase):
                 keys=len(self._buckets),
                 keys_dropped=self._dropped,
                 keys_evicted=self._evicted,
-                grants=self._grants,
-                tokens_granted=self._tokens_granted,
+                grants=grants,
+                tokens_granted=tokens_granted,
                 rejections=self._rejections,
                 waiting=self._waiting,
                 waits=self._waits,
@@ -145,20 +147,40 @@ class KeyedRateLimiter(LimiterBase):
             return self._burst if bucket is None else bucket.available(self._clock.now())
 
     # -- acquiring ---------------------------------------------------------------------
+    #
+    # The fast path of `seawall.RateLimiter` (see there), after finding the key's bucket
+    # under the same lock.
 
     def try_acquire(self, key: Hashable, cost: float = 1) -> bool:
         """Take *cost* tokens from *key*'s bucket if available now and nobody waits there.
 
         Never blocks. Errors as for `seawall.RateLimiter.try_acquire`.
         """
-        if type(cost) is not int or cost <= 0 or cost > self._burst:
+        if cost is DEFAULT_COST:
+            step = self._unit
+        else:
             cost = check_cost(cost, self._burst)
+            step = cost / self._rate
         lock = self._lock
+        clock_now = self._now
         lock.acquire()
         try:
-            now = self._clock.now()
+            now = clock_now()
             bucket = self._bucket_locked(key, now)
-            if bucket.try_take(now, cost):
+            if bucket.tail == NEVER:
+                start = bucket.full_at
+                if start < now:  # noqa: PLR1730 -- max() costs more than the rest
+                    start = now
+                end = start + step
+                if end - self._tau - now <= self._slack:
+                    bucket.full_at = end
+                    if cost is DEFAULT_COST:
+                        self._unit_grants += 1
+                    else:
+                        self._grants += 1
+                        self._tokens_granted += cost
+                    return True
+            elif bucket.try_take(now, cost):  # someone queued, but their time has come
                 self._grants += 1
                 self._tokens_granted += cost
                 return True
@@ -177,7 +199,7 @@ class KeyedRateLimiter(LimiterBase):
 
         Arguments and errors as for `seawall.RateLimiter.acquire`.
         """
-        if type(cost) is not int or cost <= 0 or cost > self._burst:
+        if cost is not DEFAULT_COST:
             cost = check_cost(cost, self._burst)
         if max_wait is not None:
             max_wait = check_max_wait(max_wait)
@@ -190,10 +212,10 @@ class KeyedRateLimiter(LimiterBase):
     ) -> None:
         """Take *cost* tokens from *key*'s bucket, suspending the task until granted.
 
-        A checkpoint only when it waits. Arguments and errors as for
-        `seawall.RateLimiter.acquire`.
+        Does not yield when the tokens are available, like aiolimiter: a checkpoint
+        only when it waits. Arguments and errors as for `seawall.RateLimiter.acquire`.
         """
-        if type(cost) is not int or cost <= 0 or cost > self._burst:
+        if cost is not DEFAULT_COST:
             cost = check_cost(cost, self._burst)
         if max_wait is not None:
             max_wait = check_max_wait(max_wait)
@@ -204,40 +226,57 @@ class KeyedRateLimiter(LimiterBase):
     def _reserve(
         self, key: Hashable, cost: float, max_wait: float | None
     ) -> tuple[BucketCore, Reservation] | None:
+        step = self._unit if cost is DEFAULT_COST else cost / self._rate
         lock = self._lock
+        clock_now = self._now
         lock.acquire()
         try:
-            now = self._clock.now()
+            now = clock_now()
             bucket = self._bucket_locked(key, now)
-            decision = bucket.reserve(now, cost, max_wait)
-            self._count_decision_locked(decision, cost)
+            start = bucket.full_at
+            if start < now:  # noqa: PLR1730 -- max() costs more than the rest
+                start = now
+            end = start + step
+            if end - self._tau - now <= self._slack and bucket.tail == NEVER:
+                bucket.full_at = end
+                if cost is DEFAULT_COST:
+                    self._unit_grants += 1
+                else:
+                    self._grants += 1
+                    self._tokens_granted += cost
+                decision = None
+            else:
+                decision = bucket.reserve(now, cost, max_wait)
+                self._count_decision_locked(decision, cost)
         finally:
             lock.release()
-        if decision is None:
-            if self._hooks_want_grants:
-                emit(self._hooks, AcquireWaited(self._name, cost, 0.0, key))
-            return None
-        if isinstance(decision, Rejection):
-            self._refuse(cost, decision.retry_after, key)
-        return bucket, decision
+        if decision is not None or self._hooks_want_grants:
+            reservation = self._follow(decision, cost, key)
+            if reservation is not None:
+                return bucket, reservation
+        return None
 
     # -- bounded memory ----------------------------------------------------------------
 
     def _bucket_locked(self, key: Hashable, now: float) -> BucketCore:
         buckets = self._buckets
-        # Drop a few of the least recently used buckets if they have refilled. The key
-        # asked for may be one of them: it gets a new bucket, which is the same thing.
-        for _ in range(PRUNE_PER_OPERATION):
-            if not buckets:
-                break
-            oldest_key, oldest = next(iter(buckets.items()))
-            if not oldest.idle(now):
-                break
-            del buckets[oldest_key]
-            self._dropped += 1
         bucket = buckets.get(key)
         if bucket is not None:
             buckets.move_to_end(key)
+        # Drop a few of the least recently used buckets if they have refilled with
+        # nobody waiting (`BucketCore.idle`, inlined), but not the one asked for: it is
+        # in use, and keeping it saves making it again.
+        dropped = 0
+        while dropped < PRUNE_PER_OPERATION and buckets:
+            oldest_key = next(iter(buckets))
+            oldest = buckets[oldest_key]
+            if oldest is bucket or oldest.full_at > now or oldest.tail != NEVER:
+                break
+            del buckets[oldest_key]
+            dropped += 1
+        if dropped:
+            self._dropped += dropped
+        if bucket is not None:
             return bucket
         # Make room before inserting, so that the new (idle) bucket is never swept away.
         if len(buckets) >= self._sweep_at:
