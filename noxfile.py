@@ -6,8 +6,6 @@ groups), so a fresh machine needs only Python, pip and nox.
 
 from __future__ import annotations
 
-import pathlib
-
 import nox
 
 
@@ -48,23 +46,15 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Measure the success path of each primitive against a plain call and the peers."""
+    """Measure every primitive against a plain call and the peers; then limiter accuracy.
+
+    Each benchmark runs in a fresh interpreter, three times (``-- --quick``: once, with
+    few rounds; ``-- -k EXPR`` selects; see ``benchmarks/run.py --help``). Writes
+    ``.benchmarks/report.md`` and ``.benchmarks/aggregate.json``.
+    """
     session.install("-e", ".[trio,otel]", *_group("bench"))
-    pathlib.Path(".benchmarks").mkdir(exist_ok=True)
-    session.run(
-        "pytest",
-        "benchmarks",
-        "-o",
-        "python_files=bench_*.py",
-        "-p",
-        "no:cacheprovider",
-        "--benchmark-columns=min,median,max,rounds",
-        "--benchmark-group-by=group",
-        "--benchmark-json=.benchmarks/latest.json",
-        *session.posargs,
-        env={"PYTHONPATH": "benchmarks"},
-    )
-    session.run("python", "benchmarks/report.py", ".benchmarks/latest.json")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/limiter_accuracy.py")
 
 
 @nox.session

@@ -41,14 +41,15 @@ def run(keys: int, step: float) -> tuple[int, int, float]:
 
 
 def main() -> None:
-    """Print a small table."""
+    """Print a small markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
     args = parser.parse_args()
-    print(f"{'scenario':<28} {'keys':>9} {'peak MiB':>9} {'live keys':>10} {'seconds':>8}")
+    print("| scenario | keys | peak MiB | live keys | seconds |")
+    print("|---|---:|---:|---:|---:|")
     for label, step in (("time advancing (refills)", STEP), ("time frozen (worst case)", 0.0)):
         peak, live, seconds = run(args.keys, step)
-        print(f"{label:<28} {args.keys:>9} {peak / 2**20:>9.1f} {live:>10} {seconds:>8.1f}")
+        print(f"| {label} | {args.keys:,} | {peak / 2**20:.1f} | {live:,} | {seconds:.1f} |")
 
 
 if __name__ == "__main__":

@@ -454,7 +454,10 @@ class BucketMachine(RuleBasedStateMachine):
         assert self.ref is not None
         self.now += dt
         for r in list(self.ref.pending):
-            if float(r.ready) <= self.now:
+            # The core's own float ready time decides, as in the shells: the exact one
+            # may round to a float one ulp above it, and the core would then call the
+            # reservation due while the model still counted it pending.
+            if r.core.ready_at <= self.now:
                 self.core.complete(r.core)
                 self.ref.pending.remove(r)
                 self.ref.granted(r)

@@ -455,6 +455,8 @@ async def wait_event(event: anyio.Event, seconds: float | None, clock: Clock) ->
     """
     if seconds is None:
         await event.wait()
+    elif seconds <= 0:
+        return  # no time to wait: the caller sees whether the event is set, no sleep(0)
     elif type(clock) is SystemClock:
         with anyio.move_on_after(seconds):
             await event.wait()
