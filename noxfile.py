@@ -58,6 +58,14 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def simulations(session: nox.Session) -> None:
+    """Reproduce two published results in virtual time: hedged reads and backoff jitter."""
+    session.install("-e", ".", *_group("bench"))
+    session.run("python", "benchmarks/tail_at_scale.py", "--reads", "10000", "--jobs", "2")
+    session.run("python", "benchmarks/backoff_jitter.py", "--runs", "100", "--jobs", "2")
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Run a simulated LLM provider bare and through the full seawall stack."""
     session.install("-e", ".", *_group("demo"))
