@@ -497,3 +497,47 @@ class TestAsyncCallableObjects:
                 await guarded()
         assert breaker.state is seawall.CircuitState.OPEN
         assert breaker.statistics().failures == 2
+
+
+class TestLockFreePaths:
+    """acall and decorated coroutines take the same lock-free paths as sync calls."""
+
+    @pytest.mark.parametrize("how", ["acall", "decorator"])
+    async def test_successes_failures_and_rejections(self, clock: FakeClock, how: str) -> None:
+        """Counts, the consecutive count and the refusal match the locked paths'."""
+        breaker = make(clock, name="llm", max_failures=2)
+
+        async def through(fn: Any) -> Any:
+            return await (breaker.acall(fn) if how == "acall" else breaker(fn)())
+
+        assert await through(aok) == 1
+        with pytest.raises(BoomError):
+            await through(aboom)
+        assert breaker.statistics().consecutive_failures == 1
+        assert await through(aok) == 1
+        assert breaker.statistics().consecutive_failures == 0
+        await trip_by_failures(breaker)
+        clock.advance(4)
+        with pytest.raises(CircuitOpenError) as info:
+            await through(aok)
+        assert info.value.retry_after == pytest.approx(6.0)
+        assert str(info.value) == "circuit breaker 'llm' is open; retry after 6 s"
+        breaker.force_open()
+        with pytest.raises(CircuitOpenError, match=r"is forced_open; until reset$"):
+            await through(aok)
+        stats = breaker.statistics()
+        assert (stats.calls_admitted, stats.successes, stats.failures) == (5, 2, 3)
+        assert (stats.rejections, stats.calls_in_flight) == (2, 0)
+
+    async def test_cancelled_call_records_nothing(self, clock: FakeClock) -> None:
+        """A call cancelled in CLOSED leaves the lock-free counts consistent."""
+        breaker = make(clock)
+
+        @breaker
+        async def wait_forever() -> None:
+            await clock.asleep(100)
+
+        with anyio.move_on_after(0):
+            await wait_forever()
+        stats = breaker.statistics()
+        assert (stats.calls_admitted, stats.cancelled, stats.calls_in_flight) == (1, 1, 0)

@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from seawall import CallRejected, CircuitState, CircuitStateChanged, CountWindow, TimeWindow
-from seawall._breaker._core import FULL_HALF_OPEN_RETRY_AFTER, BreakerCore, Rejection
+from seawall._breaker._core import (
+    FULL_HALF_OPEN_RETRY_AFTER,
+    AtomicCounter,
+    BreakerCore,
+    Rejection,
+)
 from seawall._breaker._options import BreakerOptions
 from seawall._breaker._window import CountWindowCounter, TimeWindowCounter
 
@@ -38,7 +43,9 @@ MANUAL_EDGES = (
 LEGAL_EDGES = AUTOMATIC_EDGES | MANUAL_EDGES
 
 
-def make_core(**overrides: Any) -> BreakerCore:
+def make_core(
+    *, record_events: bool = True, fast_paths: bool = True, **overrides: Any
+) -> BreakerCore:
     params: dict[str, Any] = {
         "max_failures": 3,
         "timeout": 10.0,
@@ -53,7 +60,12 @@ def make_core(**overrides: Any) -> BreakerCore:
         "probe_timeout": None,
     }
     params.update(overrides)
-    return BreakerCore(BreakerOptions.from_params(**params), name="core", record_events=True)
+    return BreakerCore(
+        BreakerOptions.from_params(**params),
+        name="core",
+        record_events=record_events,
+        fast_paths=fast_paths,
+    )
 
 
 def admit(core: BreakerCore, now: float = 0.0) -> int:
@@ -439,6 +451,228 @@ class TestOptionsValidation:
         assert make_core(window=TimeWindow(5)).options.minimum_calls == 10
 
 
+# -- decisions published for lock-free readers -----------------------------------------
+
+
+def check_published(core: BreakerCore, now: float) -> None:
+    """What the core publishes is exactly what its methods would decide at *now*.
+
+    Admitting with `fast_token`, recording a success with `quiet_token` and refusing
+    through `gate` must each do what `admit` / `succeeded` would (see `BreakerCore`).
+    """
+    state = core.state
+    token = core._token
+    if state in {CLOSED, DISABLED}:
+        assert core.fast_token == token
+        quiet = core._quiet_successes and core.consecutive_failures == 0
+        assert core.quiet_token == (token if quiet else 0)
+        assert core.gate is None
+        return
+    assert core.fast_token == core.quiet_token == 0
+    if core._record_events or state is HALF_OPEN:
+        assert core.gate is None
+        return
+    stats = core.statistics(now)
+    if state is OPEN:
+        assert core.gate == (stats.open_until, OPEN)
+    else:
+        assert core.gate == (math.inf, FORCED_OPEN)
+    until, gated = core.gate
+    if now < until:
+        # The refusal a shell gives without the lock is the one admit gives with it.
+        retry_after = None if gated is FORCED_OPEN else until - now
+        assert core.admit(now) == Rejection(gated, retry_after)
+
+
+class TestLockFreeDecisions:
+    def test_atomic_counter_counts_bumps_and_reads_do_not_count(self) -> None:
+        """value() is the number of bumps, however often it is read."""
+        counter = AtomicCounter()
+        assert counter.value() == counter.value() == 0
+        for _ in range(5):
+            counter.bump()
+        assert counter.value() == counter.value() == 5
+        counter.bump()
+        assert counter.value() == 6
+
+    def test_closed_publishes_its_token(self) -> None:
+        """A new core admits and records successes lock-free with the generation's token."""
+        core = make_core(record_events=False)
+        ticket = admit(core)
+        assert core.fast_token == core.quiet_token == ticket
+        assert core.gate is None
+
+    def test_a_failure_withdraws_quiet_successes_until_a_success(self) -> None:
+        """After a failure, a success must reset the count, so it takes the lock."""
+        core = make_core(max_failures=5)
+        ticket = admit(core)
+        core.failed(admit(core), 0.0)
+        assert core.quiet_token == 0
+        assert core.fast_token == ticket
+        core.succeeded(admit(core), 0.0, 0.0)
+        assert core.quiet_token == ticket
+        assert core.consecutive_failures == 0
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"failure_rate_threshold": 0.5},
+            {"failure_rate_threshold": 0.5, "window": TimeWindow(10)},
+            {"slow_call_threshold": 1.0},
+        ],
+        ids=["count-window", "time-window", "slow-calls"],
+    )
+    def test_windows_and_slow_calls_never_quiet(self, options: dict[str, Any]) -> None:
+        """A success that must be timed or entered in a window always takes the lock."""
+        core = make_core(**options)
+        assert core.fast_token == admit(core)
+        assert core.quiet_token == 0
+        core.reset(0.0)
+        assert core.quiet_token == 0
+
+    def test_gates(self) -> None:
+        """OPEN gates until it ends, FORCED_OPEN for ever; other states do not gate."""
+        core = make_core(record_events=False, timeout=10.0)
+        core.trip(2.0)
+        assert core.gate == (12.0, OPEN)
+        assert core.fast_token == core.quiet_token == 0
+        core.tick(12.0)
+        assert core.state is HALF_OPEN
+        assert core.gate is None
+        core.force_open(12.0)
+        assert core.gate == (math.inf, FORCED_OPEN)
+        core.disable(12.0)
+        assert core.gate is None
+        assert core.fast_token == core.quiet_token == admit(core)
+
+    def test_no_gate_when_rejections_need_events(self) -> None:
+        """With hooks every rejection builds its event, so it goes through admit."""
+        core = make_core(record_events=True)
+        core.trip(0.0)
+        assert core.gate is None
+        core.force_open(0.0)
+        assert core.gate is None
+
+    def test_without_fast_paths_nothing_is_published(self) -> None:
+        """fast_paths=False (no GIL): every state keeps the lock-free readers out."""
+        core = make_core(record_events=False, fast_paths=False)
+        for command in (core.reset, core.disable, core.trip, core.force_open):
+            command(0.0)
+            assert (core.fast_token, core.quiet_token, core.gate) == (0, 0, None)
+        core.reset(0.0)
+        core.succeeded(admit(core), 0.0, 0.0)
+        core.failed(admit(core), 0.0)
+        stats = core.statistics(0.0)
+        assert (stats.calls_admitted, stats.successes, stats.failures) == (2, 1, 1)
+
+    def test_statistics_read_both_counters_as_of_one_instant(self) -> None:
+        """A lock-free call begun and ended between two reads is not seen in flight."""
+        core = make_core()
+        admissions, successes = core.admissions, core.successes
+        reads: list[str] = []
+
+        class Racing:
+            """A counter whose first read lets another thread's whole call slip in."""
+
+            def __init__(self, name: str, counter: AtomicCounter) -> None:
+                self.name, self.counter, self.bump = name, counter, counter.bump
+
+            def value(self) -> int:
+                value = self.counter.value()
+                if not reads:
+                    admissions.bump()  # admitted and succeeded, lock-free,
+                    successes.bump()  # right after this read
+                reads.append(self.name)
+                return value
+
+        core.admissions = Racing("admissions", admissions)  # type: ignore[assignment]
+        core.successes = Racing("successes", successes)  # type: ignore[assignment]
+        stats = core.statistics(0.0)
+        assert reads[-2:] == ["admissions", "successes"]
+        assert (stats.calls_admitted, stats.successes, stats.calls_in_flight) == (1, 1, 0)
+
+    def test_statistics_keep_lock_free_successes_out_to_finish(self) -> None:
+        """Successes landing between every pair of reads: quiet successes are withdrawn."""
+        core = make_core()
+        token = admit(core)  # a call in flight throughout
+        admissions, successes = core.admissions, core.successes
+        seen: list[int] = []
+
+        class Busy:
+            """At every read, another whole call slips in while quiet_token allows it."""
+
+            bump = successes.bump
+
+            def value(self) -> int:
+                value = successes.value()
+                seen.append(core.quiet_token)
+                if core.quiet_token == token:
+                    admissions.bump()
+                    successes.bump()
+                return value
+
+        core.successes = Busy()  # type: ignore[assignment]
+        stats = core.statistics(0.0)
+        assert seen[-1] == 0  # kept out at the end, so the reads could settle
+        assert core.quiet_token == token  # and let back in
+        assert stats.successes == seen.count(token) > 0
+        assert stats.calls_admitted == stats.successes + 1
+        assert stats.calls_in_flight == 1
+
+    @given(
+        every_mode=st.booleans(),
+        steps=st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [
+                        "admit",
+                        "success",
+                        "failure",
+                        "cancel",
+                        "trip",
+                        "reset",
+                        "force_open",
+                        "disable",
+                        "tick",
+                    ]
+                ),
+                st.sampled_from([0.0, 0.5, 5.0, 11.0]),
+                st.integers(0, 100),
+            ),
+            max_size=60,
+        ),
+    )
+    def test_published_decisions_follow_every_step(
+        self, every_mode: bool, steps: list[tuple[str, float, int]]
+    ) -> None:
+        """After any sequence of calls, outcomes, commands and time, see check_published."""
+        extra: dict[str, Any] = (
+            {"failure_rate_threshold": 0.5, "slow_call_threshold": 1.0} if every_mode else {}
+        )
+        core = make_core(record_events=False, max_failures=2, timeout=10.0, **extra)
+        now = 0.0
+        outstanding: list[int] = []
+        for step, dt, pick in steps:
+            now += dt
+            if step == "admit":
+                decision = core.admit(now)
+                if isinstance(decision, int):
+                    outstanding.append(decision)
+            elif step in {"success", "failure", "cancel"}:
+                if not outstanding:
+                    continue
+                ticket = outstanding.pop(pick % len(outstanding))
+                if step == "success":
+                    core.succeeded(ticket, now, now)
+                elif step == "failure":
+                    core.failed(ticket, now)
+                else:
+                    core.cancelled(ticket)
+            else:
+                getattr(core, step)(now)
+            check_published(core, now)
+
+
 class TestWindows:
     @given(size=st.integers(1, 8), outcomes=st.lists(st.booleans(), max_size=40))
     def test_count_window_matches_a_list(self, size: int, outcomes: list[bool]) -> None:
@@ -528,12 +762,17 @@ class BreakerModel(RuleBasedStateMachine):
         """Virtual time passes."""
         self.now += dt
 
-    @rule()
-    def admit(self) -> None:
-        """A call asks to be admitted."""
+    @rule(lock_free=st.booleans())
+    def admit(self, lock_free: bool) -> None:
+        """A call asks to be admitted, lock-free when a shell could (see BreakerCore)."""
         state = self.core.state
         leases_before = dict(self.core._leases)
-        decision = self.core.admit(self.now)
+        decision: int | Rejection
+        if lock_free and self.core.fast_token:
+            self.core.admissions.bump()
+            decision = self.core.fast_token
+        else:
+            decision = self.core.admit(self.now)
         found = self._check_changes()
         if isinstance(decision, int):
             self.admitted += 1
@@ -552,15 +791,21 @@ class BreakerModel(RuleBasedStateMachine):
                 assert decision.retry_after > 0
 
     @precondition(lambda self: self.outstanding)
-    @rule(pick=st.integers(0, 100), outcome=st.sampled_from(["success", "failure", "cancel"]))
-    def report(self, pick: int, outcome: str) -> None:
-        """An admitted call reports back."""
+    @rule(
+        pick=st.integers(0, 100),
+        outcome=st.sampled_from(["success", "failure", "cancel"]),
+        lock_free=st.booleans(),
+    )
+    def report(self, pick: int, outcome: str, lock_free: bool) -> None:
+        """An admitted call reports back, lock-free when a shell could (see BreakerCore)."""
         ticket, generation, _ = self.outstanding.pop(pick % len(self.outstanding))
         core = self.core
         state, current = core.state, core.generation
         stale = generation != current or (state is HALF_OPEN and ticket not in core._leases)
         before = core.statistics(self.now)
-        if outcome == "success":
+        if outcome == "success" and lock_free and ticket == core.quiet_token:
+            core.successes.bump()
+        elif outcome == "success":
             core.succeeded(ticket, self.now, self.now)
         elif outcome == "failure":
             core.failed(ticket, self.now)
@@ -610,6 +855,11 @@ class BreakerModel(RuleBasedStateMachine):
             assert not leases
         for until in leases.values():
             assert until <= self.now + self.PROBE_TIMEOUT
+
+    @invariant()
+    def published_decisions_are_current(self) -> None:
+        """fast_token, quiet_token and gate say what admit and succeeded would do."""
+        check_published(self.core, self.now)
 
     @invariant()
     def counts_add_up(self) -> None:

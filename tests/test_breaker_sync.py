@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import gc
 import logging
-from collections.abc import Generator
+import pickle
+import traceback
+from collections.abc import Callable, Generator
 from datetime import timedelta
 from typing import Any
 
@@ -550,3 +554,240 @@ class TestUserPredicateAnswers:
                 breaker.call(boom)
         stats = breaker.statistics()
         assert (stats.successes, stats.failures, stats.cancelled) == (3, 0, 0)
+
+
+def old_message(name: str, state: CircuitState, retry_after: float | None) -> str:
+    """The rejection message as every earlier version formatted it, at once."""
+    wait = "until reset" if retry_after is None else f"retry after {retry_after:.3g} s"
+    return f"circuit breaker {name!r} is {state.value}; {wait}"
+
+
+def refusal(breaker: CircuitBreaker, how: str) -> CircuitOpenError:
+    """The error of one rejected call, through *how*: call, the decorator or a guard."""
+
+    def guarded() -> None:
+        with breaker.guard():
+            pytest.fail("the block must not run")
+
+    attempt = {"call": lambda: breaker.call(ok), "decorator": breaker(ok), "guard": guarded}[how]
+    with pytest.raises(CircuitOpenError) as info:
+        attempt()
+    return info.value
+
+
+HOW = pytest.mark.parametrize("how", ["call", "decorator", "guard"])
+
+
+class TestLockFreeRejections:
+    """OPEN and FORCED_OPEN refuse without the lock; the error is the one it always was."""
+
+    @HOW
+    def test_open_error_is_unchanged(self, clock: FakeClock, how: str) -> None:
+        """Name, retry_after, message, args, repr and pickling as the constructor's."""
+        breaker = make(clock, name="llm", timeout=7200.0)
+        breaker.trip()
+        clock.advance(0.25)
+        error = refusal(breaker, how)
+        assert type(error) is CircuitOpenError
+        assert (error.primitive_name, error.retry_after) == ("llm", 7199.75)
+        expected = CircuitOpenError(
+            old_message("llm", CircuitState.OPEN, 7199.75),
+            primitive_name="llm",
+            retry_after=7199.75,
+        )
+        assert str(error) == str(expected) == "circuit breaker 'llm' is open; retry after 7.2e+03 s"
+        assert error.args == expected.args
+        assert repr(error) == repr(expected)
+        for copied in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+            assert type(copied) is CircuitOpenError
+            assert (str(copied), copied.primitive_name, copied.retry_after) == (
+                str(expected),
+                "llm",
+                7199.75,
+            )
+        assert breaker.statistics().rejections == 1
+
+    @pytest.mark.parametrize("read", [str, repr, lambda e: e.args, pickle.dumps])
+    def test_message_formatted_by_any_first_read(
+        self, clock: FakeClock, read: Callable[[CircuitOpenError], object]
+    ) -> None:
+        """Whichever reads the message first, every later read agrees."""
+        breaker = make(clock, name="db")
+        breaker.trip()
+        error = refusal(breaker, "call")
+        read(error)
+        assert error.args == ("circuit breaker 'db' is open; retry after 10 s",)
+        assert str(error) == error.args[0]
+
+    def test_message_in_tracebacks_and_assignable_args(self, clock: FakeClock) -> None:
+        """Printing an uncaught rejection shows the message; args can be replaced."""
+        breaker = make(clock, name="db")
+        breaker.trip()
+        error = refusal(breaker, "decorator")
+        printed = "".join(traceback.format_exception(error))
+        assert "CircuitOpenError: circuit breaker 'db' is open; retry after 10 s" in printed
+        error.args = ("replaced",)
+        assert (str(error), error.args, repr(error)) == (
+            "replaced",
+            ("replaced",),
+            "CircuitOpenError('replaced')",
+        )
+
+    @HOW
+    def test_forced_open_error_is_unchanged(self, clock: FakeClock, how: str) -> None:
+        """FORCED_OPEN: retry_after None and the "until reset" message."""
+        breaker = make(clock, name="llm")
+        breaker.force_open()
+        error = refusal(breaker, how)
+        assert error.retry_after is None
+        assert error.args == (old_message("llm", CircuitState.FORCED_OPEN, None),)
+        assert pickle.loads(pickle.dumps(error)).args == error.args
+
+    def test_half_open_full_error_is_unchanged(self, clock: FakeClock) -> None:
+        """HALF_OPEN with every slot taken refuses under the lock, with the same message."""
+        breaker = make(clock, name="llm", half_open_max=1)
+        breaker.trip()
+        clock.advance(10)
+        with breaker.guard():
+            error = refusal(breaker, "call")
+        assert error.retry_after == 1.0
+        assert str(error) == old_message("llm", CircuitState.HALF_OPEN, 1.0)
+
+    def test_open_ends_exactly_at_its_time(self, clock: FakeClock) -> None:
+        """Just before the open period ends a call is refused; at its end it is a probe."""
+        breaker = make(clock, timeout=10.0, half_open_max=1)
+        breaker.trip()
+        clock.advance(9.5)
+        assert refusal(breaker, "call").retry_after == pytest.approx(0.5)
+        clock.advance(0.5)
+        assert breaker.call(ok) == 1
+        stats = breaker.statistics()
+        assert (stats.state, stats.rejections, stats.successes) == (CircuitState.CLOSED, 1, 1)
+
+    def test_commands_open_and_close_the_gate(self, clock: FakeClock) -> None:
+        """reset, disable, trip and force_open take effect on the very next call."""
+        breaker = make(clock)
+        breaker.force_open()
+        refusal(breaker, "decorator")
+        breaker.reset()
+        assert breaker.call(ok) == 1
+        breaker.trip()
+        assert refusal(breaker, "call").retry_after == 10.0
+        breaker.disable()
+        assert breaker(ok)() == 1
+        stats = breaker.statistics()
+        assert (stats.calls_admitted, stats.successes, stats.rejections) == (2, 2, 2)
+
+    @pytest.mark.parametrize("state", ["open", "forced_open", "half_open"])
+    @HOW
+    def test_a_rejection_leaves_no_reference_cycle(
+        self, clock: FakeClock, how: str, state: str
+    ) -> None:
+        """The error is never held by a frame of its own traceback: no garbage to collect."""
+        breaker = make(clock, half_open_max=1)
+        breaker.trip()
+        if state == "forced_open":
+            breaker.force_open()
+        elif state == "half_open":
+            clock.advance(10)
+            breaker.guard().__enter__()  # a probe that never reports: every slot taken
+        attempt = {"call": lambda: breaker.call(ok), "decorator": breaker(ok)}.get(how)
+
+        def guarded() -> None:
+            with breaker.guard():
+                pytest.fail("the block must not run")
+
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                with contextlib.suppress(CircuitOpenError):
+                    (attempt or guarded)()
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
+        assert breaker.statistics().rejections == 20
+
+    def test_hooks_still_see_every_rejection(self, clock: FakeClock) -> None:
+        """With hooks, rejections go through the lock and each one is reported."""
+        hook = RecordingHook()
+        breaker = make(clock, hooks=(hook,))
+        breaker.trip()
+        breaker.force_open()
+        for how in ("call", "decorator", "guard"):
+            refusal(breaker, how)
+        assert (
+            hook.of_type(CallRejected) == [CallRejected("dep", CircuitState.FORCED_OPEN, None)] * 3
+        )
+
+
+class TestLockFreeSuccesses:
+    """A success in CLOSED with nothing to reset is a bare count, taken without the lock."""
+
+    @HOW
+    def test_failure_then_success_resets_the_count(self, clock: FakeClock, how: str) -> None:
+        """After a failure the next success goes through the lock and resets the count."""
+        breaker = make(clock, max_failures=2)
+        for _ in range(3):
+            trip_by_failures(breaker, 1)
+            assert breaker.statistics().consecutive_failures == 1
+            if how == "guard":
+                with breaker.guard():
+                    pass
+            else:
+                assert (breaker.call(ok) if how == "call" else breaker(ok)()) == 1
+            assert breaker.statistics().consecutive_failures == 0
+        stats = breaker.statistics()
+        assert (stats.state, stats.successes, stats.failures) == (CircuitState.CLOSED, 3, 3)
+
+    def test_caller_errors_are_successes_lock_free(self, clock: FakeClock) -> None:
+        """An exception judged not a failure is recorded as a success."""
+        breaker = make(clock)
+
+        def bad_request() -> None:
+            raise BadRequestError
+
+        with pytest.raises(BadRequestError):
+            breaker(bad_request)()
+        assert breaker.statistics().successes == 1
+
+    def test_failing_result_takes_the_lock(self, clock: FakeClock) -> None:
+        """A result judged a failure counts as one, on every path."""
+        breaker = make(clock, is_failure_result=lambda result: result is None, max_failures=9)
+        assert breaker(ok)() == 1
+        assert breaker.call(lambda: None) is None
+        stats = breaker.statistics()
+        assert (stats.successes, stats.failures, stats.consecutive_failures) == (1, 1, 1)
+
+    def test_without_the_gil_every_path_takes_the_lock(
+        self, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """On a free-threaded Python nothing is published, and nothing changes but speed."""
+        monkeypatch.setattr("seawall._breaker._shell._always_has_gil", lambda: False)
+        breaker = make(clock, name="db")
+        core = breaker._core
+        assert (core.fast_token, core.quiet_token, core.gate) == (0, 0, None)
+        assert breaker.call(ok) == breaker(ok)() == 1
+        trip_by_failures(breaker)
+        error = refusal(breaker, "call")
+        assert str(error) == old_message("db", CircuitState.OPEN, 10.0)
+        breaker.force_open()
+        assert (core.fast_token, core.quiet_token, core.gate) == (0, 0, None)
+        stats = breaker.statistics()
+        assert (stats.calls_admitted, stats.successes, stats.failures) == (4, 2, 2)
+        assert stats.rejections == 1
+
+    @pytest.mark.parametrize(("flag", "expected"), [(None, True), (0, True), (1, False)])
+    def test_only_free_threaded_builds_lack_the_gil(
+        self, monkeypatch: pytest.MonkeyPatch, flag: int | None, expected: bool
+    ) -> None:
+        """From 3.13 the build says (Py_GIL_DISABLED), whatever the GIL's state now."""
+        import sysconfig
+
+        from seawall._breaker._shell import _always_has_gil
+
+        monkeypatch.delattr("sys._is_gil_enabled", raising=False)
+        assert _always_has_gil() is True
+        monkeypatch.setattr("sys._is_gil_enabled", lambda: True, raising=False)
+        monkeypatch.setattr(sysconfig, "get_config_var", {"Py_GIL_DISABLED": flag}.get)
+        assert _always_has_gil() is expected

@@ -2,10 +2,18 @@
 
 Nothing here locks, sleeps, reads a clock or does I/O: every method takes ``now`` and
 returns a decision. The shells in `._shell` add the lock, the clock and the user calls.
+
+Besides its methods, the core *publishes* a few decisions as plain attributes
+(`BreakerCore.fast_token`, `BreakerCore.quiet_token`, `BreakerCore.gate`) and counts
+with `AtomicCounter`, so that a shell may take the commonest paths (a call admitted and
+succeeding in CLOSED, a call refused in OPEN) without its lock; `BreakerCore` says why
+that is safe.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, final
 
@@ -28,21 +36,51 @@ from ._window import OutcomeWindow, make_window
 
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._options import BreakerOptions
 
 
-__all__ = ("FULL_HALF_OPEN_RETRY_AFTER", "BreakerCore", "Rejection", "TripPolicy")
+__all__ = ("FULL_HALF_OPEN_RETRY_AFTER", "AtomicCounter", "BreakerCore", "Rejection", "TripPolicy")
 
 # The retry_after of a call refused because every probe slot is taken: a probe usually
 # answers within a call's latency, so ask for a short wait, never longer than the time
 # until the oldest probe lease expires.
 FULL_HALF_OPEN_RETRY_AFTER = 1.0
 
+# How many times `BreakerCore.statistics` reads its two lock-free counters again, because a
+# success landed between the reads, before it keeps new lock-free successes out.
+_RETRIES_BEFORE_WITHDRAWING = 3
+
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 _FORCED_OPEN = CircuitState.FORCED_OPEN
 _DISABLED = CircuitState.DISABLED
+
+
+@final
+class AtomicCounter:
+    """A counter that any thread may bump without a lock; reads are serialised by the caller.
+
+    `bump` is the ``__next__`` of an `itertools.count`: one C call that runs no Python
+    code and does not release the GIL, so concurrent bumps are never lost (with the GIL;
+    `BreakerCore` is told when there is none). `itertools.count` cannot be read without
+    advancing it, so `value` advances it once and subtracts its own earlier reads; that
+    bookkeeping is why reads must not run concurrently (the breaker reads under its lock).
+    """
+
+    __slots__ = ("_reads", "bump")
+
+    def __init__(self) -> None:
+        self.bump: Callable[[], int] = itertools.count().__next__
+        self._reads = 0
+
+    def value(self) -> int:
+        """Return how many times `bump` was called (the caller serialises reads)."""
+        seen = self.bump() - self._reads
+        self._reads += 1
+        return seen
 
 
 @final
@@ -119,6 +157,42 @@ class BreakerCore:
     When *record_events* is true, state changes and rejections append events to
     `events`, which the shell drains and reports after releasing its lock; when false,
     no event is ever built.
+
+    **Decisions published for lock-free readers.** The methods run under the shell's
+    lock. Three attributes restate their commonest decisions; each is rewritten only by
+    the methods (so under that lock) and may be read by a shell *without* the lock, in
+    one attribute load, which the GIL makes atomic. Every change that withdraws or alters
+    a published decision first clears the attribute, and publishes anew only once the
+    change is complete, so a reader that saw a value is ordered before that change, and a
+    change in progress is never seen half done:
+
+    * `fast_token`: the generation's token while CLOSED or DISABLED, else 0. A reader
+      that sees a token admits the call by bumping `admissions` and holding that token
+      as its ticket, exactly what `admit` does in those states. The admission takes
+      effect at the read, when the state was CLOSED or DISABLED; a transition committed
+      later makes the ticket stale, like that of a call admitted under the lock just
+      before it.
+    * `quiet_token`: the same token, but only while a success changes nothing except the
+      success count: no consecutive failures, no failure-rate window, no slow-call
+      threshold. A reader whose ticket equals it records the success by bumping
+      `successes`, exactly what `succeeded` does then; a failure or a transition clears it
+      before it moves the count or the state.
+    * `gate`: ``(until, state)`` while OPEN (``until`` is when it ends) or FORCED_OPEN
+      (``until`` is infinite), when no events are recorded; else None. A reader that sees
+      it and *then* reads the clock at ``now < until`` refuses the call by bumping
+      `rejections`, with ``retry_after = until - now`` (None when FORCED_OPEN), exactly
+      what `admit` does: clocks are monotonic, so the circuit was open at the read.
+
+    A bump may land a moment after the read that decided it, so counters are never
+    decremented and ``calls_in_flight`` is derived: admissions minus the four outcome
+    counts, so the statistics invariant holds in every snapshot by construction. Under
+    the lock only lock-free bumps move, and `statistics` reads `successes` and
+    `admissions` as of one instant (`_admitted_and_succeeded`), so its calls in flight
+    are exactly those admitted and not yet reported at that instant.
+
+    With *fast_paths* false (a Python without the GIL, where `AtomicCounter` bumps
+    outside a lock would not be atomic), nothing is published: `fast_token` and
+    `quiet_token` stay 0 and `gate` None, and the shell always takes its lock.
     """
 
     __slots__ = (
@@ -126,35 +200,51 @@ class BreakerCore:
         "_epoch",
         "_expired",
         "_failures",
+        "_fast_paths",
         "_generation",
         "_half_open_successes",
         "_ignored",
-        "_in_flight",
         "_leases",
         "_name",
         "_open_timeout",
         "_open_until",
         "_options",
         "_policy",
+        "_quiet_successes",
         "_record_events",
-        "_rejections",
         "_slow",
         "_slow_calls",
-        "_successes",
         "_token",
         "_trips",
         "_trips_in_a_row",
+        "admissions",
         "admit_needs_now",
         "events",
+        "fast_token",
+        "gate",
+        "quiet_token",
+        "rejections",
         "state",
+        "successes",
     )
 
-    def __init__(self, options: BreakerOptions, *, name: str, record_events: bool) -> None:
+    def __init__(
+        self,
+        options: BreakerOptions,
+        *,
+        name: str,
+        record_events: bool,
+        fast_paths: bool = True,
+    ) -> None:
         self._options = options
         self._name = name
         self._record_events = record_events
+        self._fast_paths = fast_paths
         self._policy = TripPolicy(options)
         self._slow = options.slow_call_threshold
+        # Whether a success in CLOSED or DISABLED can ever be a bare count: not when it
+        # must be timed or entered in a window.
+        self._quiet_successes = fast_paths and self._slow is None and self._policy.window is None
         self.events: list[CircuitStateChanged | CallRejected] = []
         self.state = _CLOSED
         self.admit_needs_now = False
@@ -166,9 +256,15 @@ class BreakerCore:
         self._open_timeout = options.timeout
         self._open_until = 0.0
         self._trips_in_a_row = 0
-        self._successes = self._failures = self._slow_calls = 0
-        self._rejections = self._ignored = self._cancelled = self._trips = 0
-        self._in_flight = self._expired = 0
+        self.admissions = AtomicCounter()
+        self.successes = AtomicCounter()
+        self.rejections = AtomicCounter()
+        self._failures = self._slow_calls = 0
+        self._ignored = self._cancelled = self._trips = 0
+        self._expired = 0
+        self.fast_token = self.quiet_token = 0
+        self.gate: tuple[float, CircuitState] | None = None
+        self._publish()
 
     @property
     def options(self) -> BreakerOptions:
@@ -195,7 +291,7 @@ class BreakerCore:
         """
         state = self.state
         if state is _CLOSED or state is _DISABLED:
-            self._in_flight += 1
+            self.admissions.bump()
             return self._token
         if state is _OPEN:
             if now < self._open_until:
@@ -214,7 +310,7 @@ class BreakerCore:
         self._epoch += 1
         ticket = self._epoch
         leases[ticket] = now + self._options.probe_timeout
-        self._in_flight += 1
+        self.admissions.bump()
         return ticket
 
     def _reclaim_expired(self, now: float) -> None:
@@ -228,7 +324,7 @@ class BreakerCore:
         return min(FULL_HALF_OPEN_RETRY_AFTER, first_expiry - now)
 
     def _reject(self, state: CircuitState, retry_after: float | None) -> Rejection:
-        self._rejections += 1
+        self.rejections.bump()
         if self._record_events:
             self.events.append(CallRejected(self._name, state, retry_after))
         return Rejection(state, retry_after)
@@ -249,15 +345,16 @@ class BreakerCore:
                 self._slow_calls += 1
             self.failed(ticket, now)
             return
-        self._in_flight -= 1
         if ticket == self._token:
             # CLOSED or DISABLED: only they hand out the generation's token.
-            self._successes += 1
+            self.successes.bump()
             policy = self._policy
             if policy.consecutive_failures or policy.window is not None:
                 policy.record_success(now)
+                if self._quiet_successes:
+                    self.quiet_token = ticket  # the count is back at 0
         elif self._leases.pop(ticket, None) is not None:
-            self._successes += 1
+            self.successes.bump()
             self._half_open_successes += 1
             if self._half_open_successes >= self._options.success_threshold:
                 self._enter(_CLOSED, REASON_PROBES_SUCCEEDED, now)
@@ -266,8 +363,9 @@ class BreakerCore:
 
     def failed(self, ticket: int, now: float) -> None:
         """Record that the call holding *ticket* failed at *now* (a slow call included)."""
-        self._in_flight -= 1
         if ticket == self._token:
+            # Withdrawn before the count moves: a success from here on must reset it.
+            self.quiet_token = 0
             self._failures += 1
             reason = self._policy.record_failure(now)
             if reason is not None and self.state is _CLOSED:
@@ -280,7 +378,6 @@ class BreakerCore:
 
     def cancelled(self, ticket: int) -> None:
         """Record that the call holding *ticket* was cancelled: nothing but its slot."""
-        self._in_flight -= 1
         self._cancelled += 1
         if self._leases:
             self._leases.pop(ticket, None)
@@ -311,6 +408,9 @@ class BreakerCore:
 
     def _enter(self, new: CircuitState, reason: str, now: float) -> None:
         """Enter *new*: a new generation, fresh state-local data, an event if wanted."""
+        # Withdraw every published decision before anything moves (see the class doc).
+        self.fast_token = self.quiet_token = 0
+        self.gate = None
         old = self.state
         self.state = new
         self._generation += 1
@@ -330,8 +430,25 @@ class BreakerCore:
             self._trips_in_a_row = 0
             self._open_timeout = self._options.timeout
         self.admit_needs_now = not (new is _CLOSED or new is _DISABLED)
+        self._publish()
         if self._record_events:
             self.events.append(CircuitStateChanged(self._name, old, new, reason, self._generation))
+
+    def _publish(self) -> None:
+        """Publish the decisions of the state just entered, for lock-free readers."""
+        if not self._fast_paths:
+            return
+        state = self.state
+        if state is _CLOSED or state is _DISABLED:
+            if self._quiet_successes and not self._policy.consecutive_failures:
+                self.quiet_token = self._token
+            self.fast_token = self._token
+        elif self._record_events:
+            return  # every rejection must build its event, under the lock
+        elif state is _OPEN:
+            self.gate = (self._open_until, _OPEN)
+        elif state is _FORCED_OPEN:
+            self.gate = (math.inf, _FORCED_OPEN)
 
     # -- statistics --------------------------------------------------------------------
 
@@ -346,25 +463,52 @@ class BreakerCore:
                 return min(FULL_HALF_OPEN_RETRY_AFTER, min(live) - now)
         return None
 
+    def _admitted_and_succeeded(self) -> tuple[int, int]:
+        """Read `admissions` and `successes` as of one instant, while both move lock-free.
+
+        Successes, then admissions, then successes again: if no success landed in
+        between, both values held when admissions was read (counters only grow). Read
+        one after the other instead, a caller admitted and done between the reads would
+        be counted in flight, or with the reads the other way round, as a success never
+        admitted. A retry means that a lock-free success landed; after a few, quiet
+        successes are withdrawn until the end of the read, so that only callers already
+        past their read of `quiet_token`, at most one per thread, can land one still.
+        """
+        successes = self.successes.value()
+        quiet = self.quiet_token
+        retries = 0
+        while True:
+            admitted = self.admissions.value()
+            again = self.successes.value()
+            if again == successes:
+                break
+            successes = again
+            retries += 1
+            if retries == _RETRIES_BEFORE_WITHDRAWING:
+                self.quiet_token = 0
+        if retries >= _RETRIES_BEFORE_WITHDRAWING:
+            self.quiet_token = quiet  # the caller's lock kept the state as it was
+        return admitted, successes
+
     def statistics(self, now: float) -> CircuitBreakerStatistics:
         """Return a snapshot of every counter as of *now* (the state is not moved)."""
         window = self._policy.window
         calls, failures = (0, 0) if window is None else window.totals(now)
+        admitted, successes = self._admitted_and_succeeded()
+        settled = successes + self._failures + self._cancelled + self._ignored
         return CircuitBreakerStatistics(
             state=self.state,
             generation=self._generation,
             consecutive_failures=self._policy.consecutive_failures,
-            calls_admitted=(
-                self._successes + self._failures + self._cancelled + self._ignored + self._in_flight
-            ),
-            successes=self._successes,
+            calls_admitted=admitted,
+            successes=successes,
             failures=self._failures,
             slow_calls=self._slow_calls,
-            rejections=self._rejections,
+            rejections=self.rejections.value(),
             ignored_outcomes=self._ignored,
             cancelled=self._cancelled,
             trips=self._trips,
-            calls_in_flight=self._in_flight,
+            calls_in_flight=admitted - settled,
             probes_in_flight=len(self._leases),
             expired_probes=self._expired,
             half_open_successes=self._half_open_successes,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
 
 import anyio
 
 from seawall._clock import Clock, resolve_clock
-from seawall._errors import CircuitOpenError
+from seawall._errors import circuit_open_error
 from seawall._hooks import Hook, emit, normalize_hooks
 from seawall._observe import observer_for
 from seawall._validate import check_name, is_async_callable
@@ -54,6 +55,9 @@ R = TypeVar("R")
 logger = logging.getLogger("seawall")
 
 _Events = list[CircuitStateChanged | CallRejected]
+
+_OPEN = CircuitState.OPEN
+_FORCED_OPEN = CircuitState.FORCED_OPEN
 
 
 @final
@@ -150,14 +154,20 @@ class CircuitBreaker:
     """
 
     __slots__ = (
+        "_bump_admissions",
+        "_bump_rejections",
+        "_bump_successes",
         "_clock",
         "_core",
+        "_forced_open_head",
         "_hooks",
         "_is_failure_result",
         "_judge",
         "_lock",
+        "_message_head",
         "_name",
         "_observer",
+        "_open_head",
         "_success_needs_now",
         "_times_calls",
     )
@@ -207,7 +217,17 @@ class CircuitBreaker:
         self._hooks = normalize_hooks(hooks)
         self._clock = resolve_clock(clock)
         self._lock = threading.Lock()
-        self._core = BreakerCore(options, name=name, record_events=bool(self._hooks))
+        self._core = core = BreakerCore(
+            options, name=name, record_events=bool(self._hooks), fast_paths=_always_has_gil()
+        )
+        # The core's lock-free counters, bound once (see `BreakerCore` for the protocol).
+        self._bump_admissions = core.admissions.bump
+        self._bump_successes = core.successes.bump
+        self._bump_rejections = core.rejections.bump
+        # The start of each rejection message (see `circuit_open_error`).
+        self._message_head = head = f"circuit breaker {name!r} is "
+        self._open_head = f"{head}{_OPEN.value}; "
+        self._forced_open_head = f"{head}{_FORCED_OPEN.value}; "
         # Built only with hooks: without, `call` and `acall` test this one None.
         self._observer = observer_for(self._hooks, self._clock, name, "circuit_breaker")
         # None from the judge means "record nothing" (cancellation); only the default
@@ -295,7 +315,23 @@ class CircuitBreaker:
         """
         if self._observer is not None:
             return self._observer.call(self._wrap_function(fn), *args, **kwargs)
-        ticket = self._admit()
+        # The lock-free cases of `_admit` and `_report` inlined (see `_admit`).
+        core = self._core
+        ticket = core.fast_token
+        if ticket:
+            self._bump_admissions()
+        else:
+            gate = core.gate
+            if gate is not None:
+                until, state = gate
+                if state is _FORCED_OPEN:
+                    self._bump_rejections()
+                    raise circuit_open_error(self._forced_open_head, self._name, None)
+                now = self._clock.now()
+                if now < until:
+                    self._bump_rejections()
+                    raise circuit_open_error(self._open_head, self._name, until - now)
+            ticket = self._admit()
         started = self._clock.now() if self._times_calls else 0.0
         failed: bool | None = None
         try:
@@ -305,9 +341,13 @@ class CircuitBreaker:
             raise
         else:
             failed = False if self._is_failure_result is None else self._judge_result(result)
+            if not failed and ticket == core.quiet_token:
+                self._bump_successes()
+                ticket = 0  # recorded: nothing left for `finally`
             return result
         finally:
-            self._report(ticket, failed, started)
+            if ticket:
+                self._report(ticket, failed, started)
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)`` through the breaker and return its result.
@@ -320,7 +360,22 @@ class CircuitBreaker:
         """
         if self._observer is not None:
             return await self._observer.acall(self._wrap_coroutine(fn), *args, **kwargs)
-        ticket = self._admit()
+        core = self._core
+        ticket = core.fast_token
+        if ticket:
+            self._bump_admissions()
+        else:
+            gate = core.gate
+            if gate is not None:
+                until, state = gate
+                if state is _FORCED_OPEN:
+                    self._bump_rejections()
+                    raise circuit_open_error(self._forced_open_head, self._name, None)
+                now = self._clock.now()
+                if now < until:
+                    self._bump_rejections()
+                    raise circuit_open_error(self._open_head, self._name, until - now)
+            ticket = self._admit()
         started = self._clock.now() if self._times_calls else 0.0
         failed: bool | None = None
         try:
@@ -330,9 +385,13 @@ class CircuitBreaker:
             raise
         else:
             failed = False if self._is_failure_result is None else self._judge_result(result)
+            if not failed and ticket == core.quiet_token:
+                self._bump_successes()
+                ticket = 0
             return result
         finally:
-            self._report(ticket, failed, started)
+            if ticket:
+                self._report(ticket, failed, started)
 
     def guard(self) -> CallGuard:
         """Return a fresh guard for one call: ``with breaker.guard():`` or ``async with``.
@@ -370,7 +429,34 @@ class CircuitBreaker:
     # -- the shared plumbing -----------------------------------------------------------
 
     def _admit(self) -> int:
+        """Admit a call and return its ticket, or raise `CircuitOpenError`.
+
+        The two commonest answers are taken without the lock, from decisions the core
+        publishes for that purpose (`BreakerCore` says why each read is safe): CLOSED or
+        DISABLED admits with `fast_token`; OPEN, while the clock says it is still open,
+        and FORCED_OPEN refuse through `gate`. Anything else asks the core under the lock.
+
+        The callers on the hot path inline the lock-free cases. Every refusal raises the
+        error straight from the call that builds it: held in a local variable, the error
+        would form a reference cycle with its traceback's frame, left for the garbage
+        collector (which added about a quarter to the cost of a rejection).
+        """
         core = self._core
+        ticket = core.fast_token
+        if ticket:
+            self._bump_admissions()
+            return ticket
+        gate = core.gate
+        if gate is not None:
+            until, state = gate
+            if state is _FORCED_OPEN:
+                self._bump_rejections()
+                raise circuit_open_error(self._forced_open_head, self._name, None)
+            # The clock is read after the gate: by monotonicity, open at the read too.
+            now = self._clock.now()
+            if now < until:
+                self._bump_rejections()
+                raise circuit_open_error(self._open_head, self._name, until - now)
         lock = self._lock
         # acquire/release rather than `with`: measurably cheaper, and as safe here.
         lock.acquire()
@@ -385,13 +471,14 @@ class CircuitBreaker:
             self._emit(events)
         if isinstance(decision, int):
             return decision
-        retry_after = decision.retry_after
-        wait = "until reset" if retry_after is None else f"retry after {retry_after:.3g} s"
-        msg = f"circuit breaker {self._name!r} is {decision.state.value}; {wait}"
-        raise CircuitOpenError(msg, primitive_name=self._name, retry_after=retry_after)
+        head = f"{self._message_head}{decision.state.value}; "
+        raise circuit_open_error(head, self._name, decision.retry_after)
 
     def _report(self, ticket: int, failed: bool | None, started: float) -> None:
         core = self._core
+        if failed is False and ticket == core.quiet_token:
+            self._bump_successes()  # lock-free: see `BreakerCore.quiet_token`
+            return
         lock = self._lock
         lock.acquire()
         try:
@@ -448,38 +535,93 @@ class CircuitBreaker:
     # *args and **kwargs cost about a third of the breaker's overhead.
 
     def _wrap_function(self, fn: Callable[P, T]) -> Callable[P, T]:
+        # Everything the call needs is bound here, once, so that each call reads closure
+        # cells rather than attributes; the lock-free cases of `_admit` and `_report`
+        # are inlined (see `_admit`).
+        core, name, clock_now = self._core, self._name, self._clock.now
+        admit, report, judge = self._admit, self._report, self._judge_exception
+        bump_admissions, bump_successes = self._bump_admissions, self._bump_successes
+        bump_rejections = self._bump_rejections
+        open_head, forced_open_head = self._open_head, self._forced_open_head
+        judge_result = None if self._is_failure_result is None else self._judge_result
+        stopwatch = clock_now if self._times_calls else None
+
         def breaker_wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            ticket = self._admit()
-            started = self._clock.now() if self._times_calls else 0.0
+            ticket = core.fast_token
+            if ticket:
+                bump_admissions()
+            else:
+                gate = core.gate
+                if gate is not None:
+                    until, state = gate
+                    if state is _FORCED_OPEN:
+                        bump_rejections()
+                        raise circuit_open_error(forced_open_head, name, None)
+                    now = clock_now()
+                    if now < until:
+                        bump_rejections()
+                        raise circuit_open_error(open_head, name, until - now)
+                ticket = admit()
+            started = 0.0 if stopwatch is None else stopwatch()
             failed: bool | None = None
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                failed = self._judge_exception(exc)
+                failed = judge(exc)
                 raise
             else:
-                failed = False if self._is_failure_result is None else self._judge_result(result)
+                failed = False if judge_result is None else judge_result(result)
+                if not failed and ticket == core.quiet_token:
+                    bump_successes()
+                    ticket = 0  # recorded: nothing left for `finally`
                 return result
             finally:
-                self._report(ticket, failed, started)
+                if ticket:
+                    report(ticket, failed, started)
 
         return breaker_wrapper
 
     def _wrap_coroutine(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        core, name, clock_now = self._core, self._name, self._clock.now
+        admit, report, judge = self._admit, self._report, self._judge_exception
+        bump_admissions, bump_successes = self._bump_admissions, self._bump_successes
+        bump_rejections = self._bump_rejections
+        open_head, forced_open_head = self._open_head, self._forced_open_head
+        judge_result = None if self._is_failure_result is None else self._judge_result
+        stopwatch = clock_now if self._times_calls else None
+
         async def breaker_wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            ticket = self._admit()
-            started = self._clock.now() if self._times_calls else 0.0
+            ticket = core.fast_token
+            if ticket:
+                bump_admissions()
+            else:
+                gate = core.gate
+                if gate is not None:
+                    until, state = gate
+                    if state is _FORCED_OPEN:
+                        bump_rejections()
+                        raise circuit_open_error(forced_open_head, name, None)
+                    now = clock_now()
+                    if now < until:
+                        bump_rejections()
+                        raise circuit_open_error(open_head, name, until - now)
+                ticket = admit()
+            started = 0.0 if stopwatch is None else stopwatch()
             failed: bool | None = None
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
-                failed = self._judge_exception(exc)
+                failed = judge(exc)
                 raise
             else:
-                failed = False if self._is_failure_result is None else self._judge_result(result)
+                failed = False if judge_result is None else judge_result(result)
+                if not failed and ticket == core.quiet_token:
+                    bump_successes()
+                    ticket = 0
                 return result
             finally:
-                self._report(ticket, failed, started)
+                if ticket:
+                    report(ticket, failed, started)
 
         return breaker_wrapper
 
@@ -533,6 +675,19 @@ class CircuitBreaker:
                         await inner.aclose()
 
         return breaker_wrapper
+
+
+def _always_has_gil() -> bool:
+    """Whether every thread runs under the GIL, which the lock-free paths rely on.
+
+    True before Python 3.13 and on every build but the free-threaded one, whose GIL
+    can be switched on and off while it runs: there the breaker always takes its lock.
+    """
+    if not hasattr(sys, "_is_gil_enabled"):  # before 3.13: no free-threaded build
+        return True
+    import sysconfig  # noqa: PLC0415 -- only needed, and loaded, from Python 3.13
+
+    return not sysconfig.get_config_var("Py_GIL_DISABLED")
 
 
 def _as_bool(predicate: Callable[[Exception], object]) -> Callable[[Exception], bool]:
