@@ -407,39 +407,9 @@ class RateLimiter(LimiterBase):
             ValueError: *cost* is not in (0, burst], or *max_wait* < 0.
             TypeError: *cost* or *max_wait* has the wrong type.
         """
-        if cost is DEFAULT_COST:
-            step = self._unit
-        else:
-            cost = check_cost(cost, self._burst)
-            step = cost / self._rate
-        if max_wait is not None:
-            max_wait = check_max_wait(max_wait)
-        core = self._core
-        lock = self._lock
-        clock_now = self._now
-        lock.acquire()
-        try:
-            now = clock_now()
-            start = core.full_at
-            if start < now:  # noqa: PLR1730 -- max() costs more than the rest
-                start = now
-            end = start + step
-            if end - self._tau - now <= self._slack and core.tail == NEVER:
-                core.full_at = end
-                if cost is DEFAULT_COST:
-                    self._unit_grants += 1
-                else:
-                    self._grants += 1
-                    self._tokens_granted += cost
-                decision = None
-            else:
-                decision = self._reserve_locked(now, cost, max_wait)
-        finally:
-            lock.release()
-        if decision is not None or self._hooks_want_grants:
-            reservation = self._follow(decision, cost, None)
-            if reservation is not None:
-                self._wait(core, reservation, None)
+        reservation = self._take(cost, max_wait)
+        if reservation is not None:
+            self._wait(self._core, reservation, None)
 
     async def aacquire(self, cost: float = 1, *, max_wait: float | timedelta | None = None) -> None:
         """Take *cost* tokens, suspending the calling task until they are granted.
@@ -447,6 +417,16 @@ class RateLimiter(LimiterBase):
         Works on asyncio and trio. Does not yield when the tokens are available, like
         aiolimiter: a checkpoint only when it has to wait (see the class docstring).
         Arguments and errors as for `acquire`.
+        """
+        reservation = self._take(cost, max_wait)
+        if reservation is not None:
+            await self._await(self._core, reservation, None)
+
+    def _take(self, cost: float, max_wait: float | timedelta | None) -> Reservation | None:
+        """Take *cost* tokens now, or reserve them: what `acquire` and `aacquire` share.
+
+        Returns the reservation to wait for, or ``None`` when the tokens were granted at
+        once. Raises as `acquire` does when the wait would exceed *max_wait*.
         """
         if cost is DEFAULT_COST:
             step = self._unit
@@ -478,9 +458,8 @@ class RateLimiter(LimiterBase):
         finally:
             lock.release()
         if decision is not None or self._hooks_want_grants:
-            reservation = self._follow(decision, cost, None)
-            if reservation is not None:
-                await self._await(core, reservation, None)
+            return self._follow(decision, cost, None)
+        return None
 
     def _reserve_locked(
         self, now: float, cost: float, max_wait: float | None
