@@ -13,13 +13,19 @@ nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_external_run = True
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "contrib_typecheck", "contrib"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+CONTRIB = "serving_contrib"
+CONTRIB_PYPROJECT = nox.project.load_toml(f"{CONTRIB}/pyproject.toml")
 
 
 def _group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+def _contrib_group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(CONTRIB_PYPROJECT, name))
 
 
 @nox.session
@@ -41,6 +47,22 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Type-check the package, the tests, the benchmarks and the demo with mypy strict."""
     session.install("-e", ".[trio,otel]", *_group("typing"), *_group("bench"), *_group("demo"))
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def contrib(session: nox.Session) -> None:
+    """Run seawall-serving's tests: every adapter, on real servers, against this core."""
+    session.install("-e", ".", "-e", f"./{CONTRIB}[all]", *_contrib_group("tests"))
+    session.chdir(CONTRIB)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def contrib_typecheck(session: nox.Session) -> None:
+    """Type-check seawall-serving and its tests with mypy strict."""
+    session.install("-e", ".", "-e", f"./{CONTRIB}[all]", *_contrib_group("typing"))
+    session.chdir(CONTRIB)
     session.run("mypy", *session.posargs)
 
 
