@@ -17,6 +17,7 @@ import seawall_serving
 #: The HTTP adapters, each with the module it needs; every conformance test runs on each.
 HTTP_ADAPTERS: dict[str, str | None] = {
     "stdlib": None,
+    "stdlib-trio": "trio",  # the stdlib adapter on trio instead of asyncio
     "asgi": "uvicorn",
 }
 
@@ -58,9 +59,12 @@ def running(
     drain: float = 5.0,
 ) -> Iterator[Server]:
     """Serve with adapter *name* on 127.0.0.1, an ephemeral port, in a thread."""
-    adapter = seawall_serving.new(
-        name, config or seawall_serving.Config(default_tenant="t-default")
-    )
+    config = config or seawall_serving.Config(default_tenant="t-default")
+    adapter: seawall_serving.ServerAdapter
+    if name == "stdlib-trio":
+        adapter = seawall_serving.StdlibAdapter(config, backend="trio")
+    else:
+        adapter = seawall_serving.new(name, config)
     for path, agent in (agents or {}).items():
         adapter.register_agent(path, agent)
     for path, handler in (handlers or {}).items():

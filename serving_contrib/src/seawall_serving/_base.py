@@ -90,6 +90,13 @@ class AdapterBase:
         """Add a check to ``/readyz``; see `seawall_serving.Service.add_readiness_check`."""
         self.service.add_readiness_check(name, check, required=required)
 
+    def _listening(self, host: str, port: int) -> None:
+        """Record the bound address and say so in the log (the CLI's users read it)."""
+        self._address = (host, port)
+        shown = f"[{host}]" if ":" in host else host
+        fields = {"host": host, "port": port, "adapter": type(self).__name__}
+        logger.info("serving on %s:%d", shown, port, extra={"serving": fields})
+
     @property
     def service(self) -> Service:
         """The framework-independent `seawall_serving.Service` behind this adapter."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import seawall
 
+from seawall_serving._base import parse_addr
 from seawall_serving._config import Config
 from seawall_serving._logging import JsonFormatter
 from seawall_serving._registry import available_adapters, new
@@ -107,14 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(args.log_level.upper())
     try:
+        parse_addr(args.addr)
         config = config_from_args(args)
         agent = load_agent(args.agent)
         adapter = new(args.adapter, config)
         adapter.register_agent(args.path, agent)
     except (ValueError, TypeError, ImportError) as exc:
         parser.error(str(exc))
-    adapter.serve(args.addr)
-    logging.getLogger("seawall_serving").info("stopped")
+    log = logging.getLogger("seawall_serving")
+    try:
+        adapter.serve(args.addr)
+    except OSError as exc:  # the address is taken, or not ours to bind
+        log.error("cannot listen on %s: %s", args.addr, exc)  # noqa: TRY400 -- no traceback
+        return 1
+    log.info("stopped")
     return 0
 
 

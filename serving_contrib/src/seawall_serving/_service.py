@@ -319,16 +319,23 @@ class Service:
         """`drain` for an event loop: the blocking waits run in a worker thread."""
         return await anyio.to_thread.run_sync(self.drain, timeout)
 
-    def _enter(self) -> bool:
+    def _enter(self) -> str | None:
+        """Count a request in, or say why not: ``"draining"`` or ``"overloaded"``.
+
+        Under the lock that `begin_drain` takes, so no request enters once a drain has
+        begun: `drain` never sees the server idle while a request is on its way in.
+        """
         with self._lock:
+            if self._state is _State.DRAINING:
+                return "draining"
             limit = self.config.max_in_flight
             if limit is not None and self._in_flight >= limit:
-                return False
+                return "overloaded"
             self._in_flight += 1
             self._idle.clear()
         if self.metrics is not None:
             self.metrics.in_flight.inc()
-        return True
+        return None
 
     def _exit(self) -> None:
         with self._lock:
@@ -437,18 +444,18 @@ class Service:
 
         On success the request counts as in flight; the caller must `_exit`.
         """
-        if self._state is _State.DRAINING:
-            return problem_response("draining", run_id)
+        refusal = self._enter()
+        if refusal is not None:
+            return problem_response(refusal, run_id, headers=_CLOSE if self.draining else ())
         limiter = self.config.tenant_limiter
         if limiter is not None and tenant is not None:
             try:
                 limiter.acquire(tenant, max_wait=0)
             except seawall.RateLimitedError as exc:
+                self._exit()
                 if self.metrics is not None:
                     self.metrics.tenant_rejections.inc()
                 return problem_response("tenant_rate_limited", run_id, retry_after=exc.retry_after)
-        if not self._enter():
-            return problem_response("overloaded", run_id)
         return None
 
     async def _run_handler(self, route: _Route, request: Request, started: float) -> Response:
@@ -667,6 +674,19 @@ class StreamCall:
                 response = Response(200, body)
             if scope.cancelled_caught:
                 response = problem_response("shutting_down", self._run_id)
+        except anyio.get_cancelled_exc_class():
+            # The client left (or the server's own scope ended): nobody gets an answer,
+            # but the access log and metrics still count the request, as nginx's 499.
+            service.record(
+                "POST",
+                self._route.path,
+                self._started,
+                self._run_id,
+                self._tenant,
+                499,
+                "cancelled",
+            )
+            raise
         except Exception as exc:  # noqa: BLE001 -- every failure becomes a problem, logged
             response = self._problem(exc)
         finally:
@@ -835,7 +855,7 @@ class _StreamRunner:
                 service._unregister(entry)  # noqa: SLF001
         if self.disconnected or call._gone:  # noqa: SLF001
             return
-        if entry.expired:
+        if entry.expired and agent_scope.cancelled_caught:
             await self._terminal_problem("shutting_down", None, None)
             self.outcome = "shutting_down"
             return

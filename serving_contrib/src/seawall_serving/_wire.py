@@ -88,7 +88,6 @@ PROBLEMS: Final[dict[str, Problem]] = {
         _p("overloaded", 503, "The server is at its concurrency limit.", retryable=True),
         _p("draining", 503, "The server is shutting down.", retryable=True),
         _p("shutting_down", 503, "The server shut down before the request ended.", retryable=True),
-        _p("not_ready", 503, "The server is not ready.", retryable=True),
         _p("timeout", 504, "The agent did not answer in time.", retryable=True),
     )
 }

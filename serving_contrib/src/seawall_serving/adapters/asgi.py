@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, Final, final
 
@@ -20,7 +21,7 @@ from seawall_serving._service import BodyTooLargeError, ClientDisconnectedError,
 from seawall_serving._types import Response
 
 
-__all__ = ("AsgiAdapter", "asgi_headers", "asgi_serve", "uvicorn_serve", "uvicorn_shutdown")
+__all__ = ("AsgiAdapter", "asgi_headers", "asgi_serve", "bind", "uvicorn_serve", "uvicorn_shutdown")
 
 logger: Final = logging.getLogger("seawall_serving")
 
@@ -119,6 +120,14 @@ async def _stream(call: StreamCall, receive: Receive, send: Send) -> None:
         return
 
 
+def bind(addr: str) -> socket.socket:
+    """Listen on *addr*; ``:port`` is every interface, IPv6 too where the OS can."""
+    host, port = parse_addr(addr)
+    if host is None and socket.has_dualstack_ipv6():
+        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server((host or "0.0.0.0", port))  # noqa: S104 -- ':port' is all
+
+
 def uvicorn_serve(adapter: AdapterBase, app: Any, addr: str) -> None:
     """Run ASGI *app* under uvicorn for *adapter* until `uvicorn_shutdown`.
 
@@ -130,11 +139,9 @@ def uvicorn_serve(adapter: AdapterBase, app: Any, addr: str) -> None:
     except ImportError as exc:
         msg = "serving ASGI needs uvicorn: pip install 'seawall-serving[asgi]'"
         raise ImportError(msg) from exc
-    host, port = parse_addr(addr)
+    sock = bind(addr)  # ours, so a taken port is an OSError here, not uvicorn's exit(3)
     config = uvicorn.Config(
         app,
-        host=host or "0.0.0.0",  # noqa: S104 -- ':port' means every interface
-        port=port,
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -150,17 +157,14 @@ def uvicorn_serve(adapter: AdapterBase, app: Any, addr: str) -> None:
         async def startup(self, sockets: Any = None) -> None:
             """Start uvicorn, then note the bound address (port 0 picks one)."""
             await super().startup(sockets)
-            for server in self.servers:
-                for sock in server.sockets:
-                    name = sock.getsockname()
-                    adapter._address = (str(name[0]), int(name[1]))  # noqa: SLF001
-                    break
+            name = self.servers[0].sockets[0].getsockname()
+            adapter._listening(str(name[0]), int(name[1]))  # noqa: SLF001
 
     server = _Server(config)
     adapter._server = server  # noqa: SLF001
-    with signals_start_shutdown(lambda: uvicorn_shutdown(adapter)):
+    with sock, signals_start_shutdown(lambda: uvicorn_shutdown(adapter)):
         try:
-            server.run()
+            server.run(sockets=[sock])
         finally:
             adapter._stopped.set()  # noqa: SLF001
 

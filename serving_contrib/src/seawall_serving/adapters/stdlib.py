@@ -31,6 +31,8 @@ logger: Final = logging.getLogger("seawall_serving")
 
 MAX_HEAD: Final = 16 * 1024
 MAX_HEADERS: Final = 100
+#: Seconds a connection accepted just before shutdown gets to send its first request.
+FRESH_GRACE: Final = 2.0
 CHUNK: Final = 65536
 _RECEIVE_ERRORS: Final = (
     anyio.EndOfStream,
@@ -57,7 +59,7 @@ class _BadRequestError(Exception):
 class _Connection:
     """One client connection: a receive buffer and the writes of its responses."""
 
-    __slots__ = ("adapter", "buf", "eof", "idle_scope", "stream")
+    __slots__ = ("adapter", "buf", "eof", "idle_scope", "served", "stream")
 
     def __init__(self, adapter: StdlibAdapter, stream: anyio.abc.SocketStream) -> None:
         self.adapter = adapter
@@ -65,6 +67,7 @@ class _Connection:
         self.buf = bytearray()
         self.eof = False
         self.idle_scope: anyio.CancelScope | None = None
+        self.served = 0
 
     async def fill(self) -> bool:
         """Read more bytes into the buffer; ``False`` at end of stream."""
@@ -89,11 +92,14 @@ class _Connection:
         """Read the request head; ``None`` when the client closed or idled out first."""
         config = self.adapter.config
         if not self.buf:
+            wait = config.idle_timeout
+            if self.adapter.closing:
+                if self.served:
+                    return None
+                wait = min(wait, config.read_timeout, FRESH_GRACE)
             with anyio.CancelScope() as scope:
                 self.idle_scope = scope
-                if self.adapter.closing:
-                    return None
-                with anyio.move_on_after(config.idle_timeout):
+                with anyio.move_on_after(wait):
                     await self.fill()
             self.idle_scope = None
             if not self.buf:
@@ -226,22 +232,32 @@ class StdlibAdapter(AdapterBase):
         bound = listener.listeners[0].extra(  # noqa: S610 -- anyio, not Django
             anyio.abc.SocketAttribute.local_address
         )
-        self._address = (str(bound[0]), int(bound[1]))
+        self._listening(str(bound[0]), int(bound[1]))
         self._token = anyio.lowlevel.current_token()
         stop = self._stop = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
                 accepting = anyio.CancelScope()
-                tg.start_soon(self._accept, listener, accepting, tg)
+                closed = anyio.Event()
+                tg.start_soon(self._accept, listener, accepting, closed, tg)
                 self.service.mark_ready()
                 self._started.set()
-                logger.info("serving on %s:%d", *self._address)
                 await stop.wait()
-                accepting.cancel()  # _accept closes the listener
+                accepting.cancel()
+                await closed.wait()  # no connection arrives after this
                 self.closing = True
+                # Close idle keep-alive connections now; give connections that have not
+                # sent their first request yet a moment to send it (and get 503
+                # draining), as Go's http.Server does, rather than resetting them.
+                grace = anyio.current_time() + min(self.config.read_timeout, FRESH_GRACE)
                 for connection in list(self._connections):
-                    if connection.idle_scope is not None:
-                        connection.idle_scope.cancel()
+                    scope = connection.idle_scope
+                    if scope is None:
+                        continue
+                    if connection.served:
+                        scope.cancel()
+                    else:
+                        scope.deadline = min(scope.deadline, grace)
         finally:
             self._stopped.set()
 
@@ -264,11 +280,15 @@ class StdlibAdapter(AdapterBase):
         self,
         listener: anyio.abc.Listener[anyio.abc.SocketStream],
         scope: anyio.CancelScope,
+        closed: anyio.Event,
         tg: anyio.abc.TaskGroup,
     ) -> None:
-        async with listener:
-            with scope:
-                await listener.serve(self._serve_connection, tg)
+        try:
+            async with listener:
+                with scope:
+                    await listener.serve(self._serve_connection, tg)
+        finally:
+            closed.set()
 
     async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
         connection = _Connection(self, stream)
@@ -334,7 +354,8 @@ class StdlibAdapter(AdapterBase):
         except _BadRequestError as exc:
             await self._write(connection, method, problem_response(exc.code), keep_alive=False)
             return False
-        keep_alive = keep_alive and consumed and not self.closing
+        connection.served += 1
+        keep_alive = keep_alive and consumed and not self.service.draining
         if isinstance(result, StreamCall):
             return await self._stream(connection, result, keep_alive=keep_alive)
         if any(name == "Connection" for name, _ in result.headers):
@@ -382,7 +403,7 @@ class StdlibAdapter(AdapterBase):
             return False
         if chunked:
             await connection.write(b"0\r\n\r\n")
-        return keep_alive and not self.closing
+        return keep_alive and not self.service.draining
 
 
 def _body_kind(headers: dict[str, str]) -> int | Literal["chunked"] | None:

@@ -1,0 +1,66 @@
+"""docs/serving.md states what the code does: its tables are checked against it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import seawall_serving
+from seawall_serving._metrics import Metrics
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
+
+
+def table_rows(first_header: str) -> list[list[str]]:
+    """The rows of the markdown table whose first column is headed *first_header*."""
+    lines = DOC.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_error_table_is_the_problem_registry() -> None:
+    documented = {row[0].strip("`"): (int(row[1]), row[2] == "yes") for row in table_rows("code")}
+    actual = {
+        code: (problem.status, problem.retryable)
+        for code, problem in seawall_serving.PROBLEMS.items()
+    }
+    assert documented == actual
+
+
+def test_the_metrics_table_is_the_registry() -> None:
+    metrics = Metrics.create()
+    assert metrics is not None
+    exposed = {
+        (f"{family.name}_total" if family.type == "counter" else family.name, family.type)
+        for family in metrics.registry.collect()
+    }
+    documented = {(row[0].strip("`"), row[1]) for row in table_rows("metric")}
+    assert documented == exposed
+
+
+def test_the_config_table_lists_every_field_with_its_default() -> None:
+    rows = {row[0].strip("`"): row[1] for row in table_rows("`Config` field")}
+    fields = seawall_serving.Config.__dataclass_fields__
+    assert set(rows) == set(fields)
+    config = seawall_serving.Config()
+    for name, default in rows.items():
+        value = getattr(config, name)
+        if isinstance(value, bool):
+            assert default == ("on" if value else "off"), name
+        elif value is None:
+            assert default == "none", name
+        elif isinstance(value, (int, float)) and name != "max_body_size":
+            assert default == f"{value:g} s", name
+        elif name == "max_body_size":
+            assert default == "1 MiB"
+            assert value == 1 << 20
+        elif name == "tenant_header":
+            assert default == f"`{value}`"
+        else:
+            assert re.search(type(value).__name__, default), name
