@@ -19,6 +19,9 @@ HTTP_ADAPTERS: dict[str, str | None] = {
     "stdlib": None,
     "stdlib-trio": "trio",  # the stdlib adapter on trio instead of asyncio
     "asgi": "uvicorn",
+    "fastapi": "fastapi",
+    "aiohttp": "aiohttp",
+    "flask": "flask",
 }
 
 
