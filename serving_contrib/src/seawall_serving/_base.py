@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from seawall_serving._service import Service
 from seawall_serving._types import Agent, Handler
 
 
-__all__ = ("AdapterBase", "parse_addr", "signals_start_shutdown")
+__all__ = ("AdapterBase", "bind", "parse_addr", "signals_start_shutdown")
 
 logger: Final = logging.getLogger("seawall_serving")
 
@@ -31,6 +32,14 @@ def parse_addr(addr: str) -> tuple[str | None, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return (host or None), int(port_text)
+
+
+def bind(addr: str) -> socket.socket:
+    """Listen on *addr*; ``:port`` is every interface, IPv6 too where the OS can."""
+    host, port = parse_addr(addr)
+    if host is None and socket.has_dualstack_ipv6():
+        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server((host or "0.0.0.0", port))  # noqa: S104 -- ':port' is all
 
 
 @contextmanager

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, Final, final
 
 import anyio
 
-from seawall_serving._base import AdapterBase, parse_addr, signals_start_shutdown
+from seawall_serving._base import AdapterBase, bind, signals_start_shutdown
 from seawall_serving._service import BodyTooLargeError, ClientDisconnectedError, StreamCall
 from seawall_serving._types import Response
 
 
-__all__ = ("AsgiAdapter", "asgi_headers", "asgi_serve", "bind", "uvicorn_serve", "uvicorn_shutdown")
+__all__ = ("AsgiAdapter", "asgi_headers", "asgi_serve", "uvicorn_serve", "uvicorn_shutdown")
 
 logger: Final = logging.getLogger("seawall_serving")
 
@@ -118,14 +117,6 @@ async def _stream(call: StreamCall, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
         return
-
-
-def bind(addr: str) -> socket.socket:
-    """Listen on *addr*; ``:port`` is every interface, IPv6 too where the OS can."""
-    host, port = parse_addr(addr)
-    if host is None and socket.has_dualstack_ipv6():
-        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
-    return socket.create_server((host or "0.0.0.0", port))  # noqa: S104 -- ':port' is all
 
 
 def uvicorn_serve(adapter: AdapterBase, app: Any, addr: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http
 import logging
+import socket
 import threading
 from typing import Final, Literal, final
 
@@ -18,7 +19,7 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from seawall_serving._base import AdapterBase, parse_addr, signals_start_shutdown
+from seawall_serving._base import AdapterBase, bind, parse_addr, signals_start_shutdown
 from seawall_serving._config import Config
 from seawall_serving._service import BodyTooLargeError, ClientDisconnectedError, StreamCall
 from seawall_serving._types import Response
@@ -31,6 +32,10 @@ logger: Final = logging.getLogger("seawall_serving")
 
 MAX_HEAD: Final = 16 * 1024
 MAX_HEADERS: Final = 100
+#: Connections taken from the backlog per wake-up of the accept loop.
+ACCEPT_BATCH: Final = 256
+#: Seconds the accept loop pauses when accepting fails (out of file descriptors).
+ACCEPT_BACKOFF: Final = 0.1
 #: Seconds a connection accepted just before shutdown gets to send its first request.
 FRESH_GRACE: Final = 2.0
 CHUNK: Final = 65536
@@ -218,6 +223,7 @@ class StdlibAdapter(AdapterBase):
         self._connections: set[_Connection] = set()
         self._lock = threading.Lock()
         self.closing = False
+        self._stopping = False
 
     def serve(self, addr: str = ":8080") -> None:
         """Listen on *addr* until `shutdown` (or SIGTERM/SIGINT from the main thread)."""
@@ -227,11 +233,9 @@ class StdlibAdapter(AdapterBase):
 
     async def serve_async(self, addr: str = ":8080") -> None:
         """`serve` inside a running event loop; returns once shut down."""
-        host, port = parse_addr(addr)
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        bound = listener.listeners[0].extra(  # noqa: S610 -- anyio, not Django
-            anyio.abc.SocketAttribute.local_address
-        )
+        listener = bind(addr)
+        listener.setblocking(False)  # noqa: FBT003 -- the socket API
+        bound = listener.getsockname()
         self._listening(str(bound[0]), int(bound[1]))
         self._token = anyio.lowlevel.current_token()
         stop = self._stop = anyio.Event()
@@ -267,28 +271,56 @@ class StdlibAdapter(AdapterBase):
             self._stopped.set()
             return
         self.service.drain(timeout)
+        with self._lock:
+            first, self._stopping = not self._stopping, True
         token, stop = self._token, self._stop
-        if token is not None and stop is not None:
-            try:
-                anyio.from_thread.run_sync(stop.set, token=token)
-            except RuntimeError:
-                if not self._stopped.is_set():
-                    raise
+        # Only the first caller wakes the loop: serve_async cannot end before it does,
+        # so the loop is alive to run stop.set. Later callers just wait.
+        if first and token is not None and stop is not None and not self._stopped.is_set():
+            anyio.from_thread.run_sync(stop.set, token=token)
         self._stopped.wait()
 
     async def _accept(
         self,
-        listener: anyio.abc.Listener[anyio.abc.SocketStream],
+        listener: socket.socket,
         scope: anyio.CancelScope,
         closed: anyio.Event,
         tg: anyio.abc.TaskGroup,
     ) -> None:
+        """Accept every pending connection at each wake-up, then wait for more.
+
+        Accepting one connection per turn of a saturated event loop (as a plain
+        ``listener.serve`` does) leaves new clients queued behind the busy ones for
+        seconds; taking the whole backlog at once, as asyncio's own servers and Go's
+        accept loop do, keeps a burst of new connections from starving.
+        """
         try:
-            async with listener:
-                with scope:
-                    await listener.serve(self._serve_connection, tg)
+            with listener, scope:
+                while True:
+                    await anyio.wait_readable(listener)
+                    for _ in range(ACCEPT_BATCH):
+                        try:
+                            client, _peer = listener.accept()
+                        except BlockingIOError:
+                            break
+                        except OSError as exc:  # EMFILE and friends: back off, keep serving
+                            logger.error("accept failed: %s", exc)  # noqa: TRY400
+                            await self.config.clock.asleep(ACCEPT_BACKOFF)
+                            break
+                        tg.start_soon(self._serve_socket, client)
         finally:
             closed.set()
+
+    async def _serve_socket(self, client: socket.socket) -> None:
+        client.setblocking(False)  # noqa: FBT003 -- the socket API
+        if client.family in {socket.AF_INET, socket.AF_INET6}:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            stream = await anyio.abc.SocketStream.from_socket(client)
+        except OSError:  # the client left before we got to it
+            client.close()
+            return
+        await self._serve_connection(stream)
 
     async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
         connection = _Connection(self, stream)
