@@ -6,10 +6,12 @@ httpx-sse for streams) as the client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -20,7 +22,7 @@ from httpx_sse import connect_sse
 from seawall.testing import FakeClock
 
 import seawall_serving
-from support import Echo, Failing, Gate, InvokeOnly, SyncEcho, adapter_params, running
+from support import Echo, Failing, Gate, InvokeOnly, Server, SyncEcho, adapter_params, running
 
 
 pytestmark = pytest.mark.parametrize("adapter", adapter_params())
@@ -502,55 +504,55 @@ def test_access_log_is_structured(adapter: str, caplog: pytest.LogCaptureFixture
 # -- draining ---------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def draining_mid_stream(server: Server, gate: Gate, drain: float) -> Iterator[Iterator[Any]]:
+    """Open a stream on *gate*, read its first event, then shut down in a thread.
+
+    Yields the rest of the stream's events; on exit, checks the shutdown returned.
+    """
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as client,
+        connect_sse(client, "POST", "/g/stream", json={"input": 1}) as source,
+    ):
+        received = source.iter_sse()
+        assert next(received).event == "metadata"
+        assert next(received).event == "data"
+        assert gate.started.wait(10)
+        stopper = threading.Thread(target=server.adapter.shutdown, args=(drain,))
+        stopper.start()
+        yield received
+    stopper.join(30)
+    assert not stopper.is_alive()
+
+
 def test_drain_fails_readiness_refuses_new_work_and_lets_streams_finish(adapter: str) -> None:
     gate = Gate()
-    with running(adapter, agents={"/g": gate}, drain=30) as server:
-        stopper: threading.Thread | None = None
-        with (
-            httpx.Client(base_url=server.url, timeout=30) as client,
-            connect_sse(client, "POST", "/g/stream", json={"input": 1}) as source,
-        ):
-            received = source.iter_sse()
-            assert next(received).event == "metadata"
-            assert next(received).event == "data"
-            assert gate.started.wait(10)
-            stopper = threading.Thread(target=server.adapter.shutdown, args=(30,))
-            stopper.start()
-            for _ in range(500):
-                if server.service.draining:
-                    break
-                threading.Event().wait(0.01)
-            with httpx.Client(base_url=server.url) as other:
-                ready = other.get("/readyz")
-                assert ready.status_code == 503
-                assert ready.json()["status"] == "draining"
-                problem(other.post("/g/invoke", json={"input": 1}), 503, "draining")
-                assert other.get("/healthz").status_code == 200
-            gate.release.set()
-            rest = [e.event for e in received]
-        assert rest == ["data", "end"]
-        stopper.join(30)
-        assert not stopper.is_alive()
+    with (
+        running(adapter, agents={"/g": gate}, drain=30) as server,
+        draining_mid_stream(server, gate, 30) as received,
+    ):
+        for _ in range(500):
+            if server.service.draining:
+                break
+            threading.Event().wait(0.01)
+        with httpx.Client(base_url=server.url) as other:
+            ready = other.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["status"] == "draining"
+            problem(other.post("/g/invoke", json={"input": 1}), 503, "draining")
+            assert other.get("/healthz").status_code == 200
+        gate.release.set()
+        assert [e.event for e in received] == ["data", "end"]
 
 
 def test_drain_deadline_ends_open_streams_with_a_terminal_error(adapter: str) -> None:
     gate = Gate()
-    with running(adapter, agents={"/g": gate}, drain=0.2) as server:
-        stopper: threading.Thread | None = None
-        with (
-            httpx.Client(base_url=server.url, timeout=30) as client,
-            connect_sse(client, "POST", "/g/stream", json={"input": 1}) as source,
-        ):
-            received = source.iter_sse()
-            assert next(received).event == "metadata"
-            assert next(received).event == "data"
-            assert gate.started.wait(10)
-            stopper = threading.Thread(target=server.adapter.shutdown, args=(0.2,))
-            stopper.start()
-            rest = list(received)
-        assert [e.event for e in rest] == ["error"]
-        assert json.loads(rest[0].data)["code"] == "shutting_down"
-        assert json.loads(rest[0].data)["retryable"] is True
-        assert gate.cancelled.wait(10)
-        stopper.join(30)
-        assert not stopper.is_alive()
+    with (
+        running(adapter, agents={"/g": gate}, drain=0.2) as server,
+        draining_mid_stream(server, gate, 0.2) as received,
+    ):
+        rest = list(received)
+    assert [e.event for e in rest] == ["error"]
+    assert json.loads(rest[0].data)["code"] == "shutting_down"
+    assert json.loads(rest[0].data)["retryable"] is True
+    assert gate.cancelled.wait(10)

@@ -355,22 +355,26 @@ def check_common(run: Run, server: CliServer, status: int) -> None:
     assert len(access) == len(answered), (len(access), len(answered))
 
 
+def scenario(
+    adapter: str, tmp_path: Path, name: str, drain: str, *, hold_some: bool
+) -> tuple[Run, CliServer]:
+    """Serve `slow` with *drain* seconds of drain, load it, SIGTERM it, and check it."""
+    with serve_cli(
+        "cli_agents:slow", tmp_path / "server.log", "--drain-timeout", drain, adapter=adapter
+    ) as server:
+        run = Run(server, tmp_path, hold_some=hold_some)
+        anyio.run(run.main)
+        status = server.wait()
+        report(adapter, name, run, status)
+    check_common(run, server, status)
+    return run, server
+
+
 @pytest.mark.timeout(45)
 @pytest.mark.parametrize("adapter", ADAPTERS)
 def test_drain_lets_in_flight_requests_finish(adapter: str, tmp_path: Path) -> None:
     """(a) The drain timeout outlasts the load: everything in flight completes."""
-    with serve_cli(
-        "cli_agents:slow",
-        tmp_path / "server.log",
-        "--drain-timeout",
-        "30",
-        adapter=adapter,
-    ) as server:
-        run = Run(server, tmp_path, hold_some=False)
-        anyio.run(run.main)
-        status = server.wait()
-        report(adapter, "a-drain-completes", run, status)
-    check_common(run, server, status)
+    run, _server = scenario(adapter, tmp_path, "a-drain-completes", "30", hold_some=False)
     inflight = [r for r in run.results if r.group != "new"]
     assert len(inflight) == INVOKES + STREAMS
     assert all(r.outcome == "completed" for r in inflight), inflight
@@ -380,18 +384,7 @@ def test_drain_lets_in_flight_requests_finish(adapter: str, tmp_path: Path) -> N
 @pytest.mark.parametrize("adapter", ADAPTERS)
 def test_drain_deadline_ends_slow_requests_cleanly(adapter: str, tmp_path: Path) -> None:
     """(b) The drain timeout is shorter than the held calls: they end as documented."""
-    with serve_cli(
-        "cli_agents:slow",
-        tmp_path / "server.log",
-        "--drain-timeout",
-        "3",
-        adapter=adapter,
-    ) as server:
-        run = Run(server, tmp_path, hold_some=True)
-        anyio.run(run.main)
-        status = server.wait()
-        report(adapter, "b-drain-deadline", run, status)
-    check_common(run, server, status)
+    run, server = scenario(adapter, tmp_path, "b-drain-deadline", "3", hold_some=True)
     held = [r for r in run.results if r.group == "inflight-held"]
     assert len(held) == INVOKES // 2 + STREAMS
     # Never released: each one ends with 503 shutting_down or the terminal error event.

@@ -99,6 +99,12 @@ class AdapterBase:
         """Add a check to ``/readyz``; see `seawall_serving.Service.add_readiness_check`."""
         self.service.add_readiness_check(name, check, required=required)
 
+    def _mark_started(self) -> None:
+        """Mark the service ready, once: from a lifespan startup, a listen or a request."""
+        if not self._started.is_set():
+            self.service.mark_ready()
+            self._started.set()
+
     def _listening(self, host: str, port: int) -> None:
         """Record the bound address and say so in the log (the CLI's users read it)."""
         self._address = (host, port)

@@ -718,13 +718,34 @@ class StreamCall:
             outcome=outcome,
         )
 
-    async def run(self, start: AsyncStart, send: AsyncSend) -> None:
+    async def run(
+        self,
+        start: AsyncStart,
+        send: AsyncSend,
+        *,
+        disconnected: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         """Serve the stream: *start(status, headers)* once, then *send(bytes)* chunks.
 
         Errors before the agent's first event are plain HTTP problems; after it, a
-        terminal ``error`` event. Returns normally when the client disconnects (the
-        adapter's *send* raised `ClientDisconnectedError`, or it called `client_gone`).
+        terminal ``error`` event. Returns normally when the client disconnects: the
+        adapter's *send* raised `ClientDisconnectedError`, it called `client_gone`, or
+        the awaitable *disconnected()* (run alongside, cancelled at the end) returned.
         """
+        if disconnected is None:
+            await self._run(start, send)
+            return
+
+        async def watch() -> None:
+            await disconnected()
+            self.client_gone()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await self._run(start, send)
+            tg.cancel_scope.cancel()
+
+    async def _run(self, start: AsyncStart, send: AsyncSend) -> None:
         service = self._service
         refused = service.admit(self._tenant, self._run_id)
         if refused is not None:

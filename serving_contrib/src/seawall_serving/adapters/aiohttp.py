@@ -200,11 +200,6 @@ class AiohttpAdapter(AdapterBase):
         finally:
             await runner.cleanup()
 
-    def _mark_started(self) -> None:
-        if not self._started.is_set():
-            self.service.mark_ready()
-            self._started.set()
-
     async def _on_startup(self, _app: web.Application) -> None:
         if not self._serving:  # serve marks it once it listens
             self._mark_started()

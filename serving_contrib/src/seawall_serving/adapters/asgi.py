@@ -13,8 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, Final, final
 
-import anyio
-
 from seawall_serving._base import AdapterBase, parse_addr, signals_start_shutdown
 from seawall_serving._service import BodyTooLargeError, ClientDisconnectedError, StreamCall
 from seawall_serving._types import Response
@@ -104,15 +102,11 @@ async def _stream(call: StreamCall, receive: Receive, send: Send) -> None:
         except OSError:  # uvicorn raises ClientDisconnect (an OSError) once the client left
             raise ClientDisconnectedError from None
 
-    async def watch() -> None:
+    async def disconnected() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        call.client_gone()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch)
-        await call.run(start, write)
-        tg.cancel_scope.cancel()
+    await call.run(start, write, disconnected=disconnected)
     try:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
@@ -202,9 +196,7 @@ class AsgiAdapter(AdapterBase):
         """Serve one ASGI connection: ``http`` requests and the ``lifespan``."""
         kind = scope["type"]
         if kind == "http":
-            if not self._started.is_set():
-                self.service.mark_ready()
-                self._started.set()
+            self._mark_started()
             await asgi_serve(self, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -215,8 +207,7 @@ class AsgiAdapter(AdapterBase):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.service.mark_ready()
-                self._started.set()
+                self._mark_started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if not self.service.draining:

@@ -326,11 +326,6 @@ class FastAPIAdapter(AdapterBase):
             },
         }
 
-    def _mark_started(self) -> None:
-        if not self._started.is_set():
-            self.service.mark_ready()
-            self._started.set()
-
     async def _serve_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Mounted in an app whose lifespan never ran: the first request starts us.
         self._mark_started()

@@ -520,8 +520,7 @@ class FlaskAdapter(AdapterBase):
             with signals_start_shutdown(self.shutdown):
                 bound = server.socket.getsockname()
                 self._listening(str(bound[0]), int(bound[1]))
-                self.service.mark_ready()
-                self._started.set()
+                self._mark_started()
                 server.serve_forever(poll_interval=POLL_INTERVAL)
                 self._finish()  # after the drain: the last frames, then the loop
         finally:
@@ -561,9 +560,7 @@ class FlaskAdapter(AdapterBase):
 
     def _dispatch(self, environ: dict[str, Any], path: str) -> flask.Response:
         """Serve one request in this WSGI thread, with one hop into the loop."""
-        if not self._started.is_set():  # served by another WSGI server
-            self.service.mark_ready()
-            self._started.set()
+        self._mark_started()  # when served by another WSGI server
         self._requests.enter()
         try:
             return self._serve(environ, path)

@@ -244,8 +244,7 @@ class StdlibAdapter(AdapterBase):
                 accepting = anyio.CancelScope()
                 closed = anyio.Event()
                 tg.start_soon(self._accept, listener, accepting, closed, tg)
-                self.service.mark_ready()
-                self._started.set()
+                self._mark_started()
                 await stop.wait()
                 accepting.cancel()
                 await closed.wait()  # no connection arrives after this
@@ -421,16 +420,12 @@ class StdlibAdapter(AdapterBase):
             else:
                 await connection.write(data)
 
-        async def watch() -> None:
+        async def disconnected() -> None:
             # An SSE client sends nothing while it reads; end of stream means it left.
             while await connection.fill():
                 pass
-            call.client_gone()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            await call.run(start, send)
-            tg.cancel_scope.cancel()
+        await call.run(start, send, disconnected=disconnected)
         if connection.eof:
             return False
         if chunked:
