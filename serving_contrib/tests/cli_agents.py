@@ -194,7 +194,7 @@ class CliServer:
                 return
             if self.process.poll() is not None:
                 break
-            time.sleep(0.02)
+            time.sleep(0.02)  # real-clock-ok: polls a subprocess log for its port
         self.kill()
         msg = f"the CLI did not start (status {self.process.returncode}):\n{self.log_text()}"
         raise AssertionError(msg)
