@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
 
 import seawall_serving
 from seawall_serving._metrics import Metrics
@@ -64,3 +69,44 @@ def test_the_config_table_lists_every_field_with_its_default() -> None:
             assert default == f"`{value}`"
         else:
             assert re.search(type(value).__name__, default), name
+
+
+def test_the_span_attribute_table_is_what_the_spans_carry() -> None:
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    export = pytest.importorskip("opentelemetry.sdk.trace.export")
+    memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    exporter = memory.InMemorySpanExporter()
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(export.SimpleSpanProcessor(exporter))
+    service = seawall_serving.Service(seawall_serving.Config(default_tenant="t"))
+    service.set_tracer_provider(provider)
+    service.register_handler("/h", lambda _request: seawall_serving.Response(500, b"{}"))
+
+    class Failing:
+        async def invoke(self, input: Any) -> Any:
+            raise RuntimeError
+
+        async def stream(self, input: Any) -> AsyncIterator[Any]:
+            yield 1
+            raise RuntimeError
+
+    service.register_agent("/a", Failing())
+
+    async def body(limit: int) -> bytes:
+        return b'{"input": 1}'
+
+    async def ignore(*args: object) -> None:
+        pass
+
+    async def main() -> None:
+        headers = {"user-agent": "t/1", "host": "h:1", "content-type": "application/json"}
+        await service.handle("PURGE", "/h", headers, body, query="a=1", client_address="::1")
+        call = await service.handle("POST", "/a/stream", headers, body)
+        assert isinstance(call, seawall_serving.StreamCall)
+        await call.run(ignore, ignore)
+
+    anyio.run(main)
+    seen = {key for span in exporter.get_finished_spans() for key in span.attributes or {}}
+    documented = {row[0].strip("`") for row in table_rows("attribute")}
+    assert documented == seen
+    provider.shutdown()

@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 import anyio.from_thread
@@ -28,11 +28,14 @@ import anyio.to_thread
 import seawall
 
 from seawall_serving._config import Config
-from seawall_serving._metrics import Metrics
+from seawall_serving._logging import current_log_ids, log_failure, qualified_name
+from seawall_serving._metrics import Metrics, MetricsHook
+from seawall_serving._telemetry import ServerSpan, Tracing
 from seawall_serving._tenant import TENANT, check_tenant
 from seawall_serving._types import Agent, AsyncSend, AsyncStart, Handler, Request, Response
 from seawall_serving._wire import (
     PING,
+    PROBLEMS,
     SSE_HEADERS,
     SSE_TYPE,
     dumps,
@@ -41,6 +44,10 @@ from seawall_serving._wire import (
     problem_response,
     sse_event,
 )
+
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 
 __all__ = ("BodyTooLargeError", "ClientDisconnectedError", "Service", "StreamCall")
@@ -123,6 +130,12 @@ class _Active:
                 logger.debug("request's event loop closed before expiry", exc_info=True)
 
 
+def _request_timeout(config: Config) -> seawall.Timeout | None:
+    if config.request_timeout is None:
+        return None
+    return seawall.Timeout(config.request_timeout, name="request_timeout", clock=config.clock)
+
+
 def check_path(path: object, what: str) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         msg = f"{what} must be a path starting with '/', got {path!r}"
@@ -152,6 +165,7 @@ class Service:
         "_lock",
         "_routes",
         "_state",
+        "_tracing",
         "config",
         "metrics",
         "request_timeout",
@@ -176,11 +190,8 @@ class Service:
         self._idle = threading.Event()
         self._idle.set()
         self._active: set[_Active] = set()
-        self.request_timeout = (
-            None
-            if config.request_timeout is None
-            else seawall.Timeout(config.request_timeout, name="request_timeout", clock=config.clock)
-        )
+        self._tracing = Tracing()
+        self.request_timeout = _request_timeout(config)
 
     def __repr__(self) -> str:
         agents = sorted(r.path for r in self._routes.values() if r.kind is _Kind.INVOKE)
@@ -266,6 +277,57 @@ class Service:
     def routes(self) -> dict[str, str]:
         """Every mounted path and what serves it (``invoke``, ``stream``, ``handler``...)."""
         return {path: route.kind.value for path, route in sorted(self._routes.items())}
+
+    def reconfigure(self, config: Config) -> None:
+        """Serve the next requests with *config*; requests in progress keep theirs.
+
+        Everything the service reads per request applies at once: timeouts, body size,
+        tenants and their limiter, ``max_in_flight``, pings, readiness and the access
+        log. What an adapter fixed when it started listening (uvicorn's keep-alive
+        timer, aiohttp's and gRPC's receive limits) stays until a restart, and so does
+        the clock, which must be the same object.
+        """
+        if not isinstance(config, Config):
+            msg = f"config must be a seawall_serving.Config, got {type(config).__name__}"
+            raise TypeError(msg)
+        if config.clock is not self.config.clock:
+            msg = "config.clock must be the clock the service started with"
+            raise ValueError(msg)
+        timeout = _request_timeout(config)
+        with self._lock:  # one reader of the pair never sees half of it
+            self.request_timeout = timeout
+            self.config = config
+
+    # -- telemetry ---------------------------------------------------------------------
+
+    def set_tracer_provider(self, provider: TracerProvider | None) -> None:
+        """Send this server's spans to *provider*; ``None``: the global provider (the default).
+
+        Needs opentelemetry-api (``seawall-serving[otel]``); takes effect from the next
+        request.
+        """
+        self._tracing.set_provider(provider)
+
+    def metrics_hook(self) -> MetricsHook:
+        """Make a seawall hook that puts breaker states and rejections on ``/metrics``.
+
+        See `seawall_serving.telemetry.MetricsHook`; without prometheus-client it does
+        nothing.
+        """
+        return MetricsHook(self)
+
+    def record_config_reload(self, success: bool) -> None:
+        """Count a configuration reload and its result on ``/metrics``.
+
+        Sets ``seawall_serving_config_reloads_total{result}``,
+        ``seawall_serving_config_last_reload_success`` and, on success,
+        ``seawall_serving_config_last_reload_success_timestamp_seconds``.
+        """
+        if not isinstance(success, bool):
+            msg = f"success must be a bool, got {success!r}"
+            raise TypeError(msg)
+        if self.metrics is not None:
+            self.metrics.record_reload(success)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -355,7 +417,7 @@ class Service:
 
     # -- requests ----------------------------------------------------------------------
 
-    async def handle(  # noqa: C901 -- one linear pipeline of checks, kept in one place
+    async def handle(
         self,
         method: str,
         path: str,
@@ -363,18 +425,69 @@ class Service:
         read_body: Callable[[int], Awaitable[bytes]],
         *,
         query: str = "",
+        scheme: str = "http",
+        server_address: str | None = None,
+        server_port: int | None = None,
+        client_address: str | None = None,
     ) -> Response | StreamCall:
         """Serve one request. *headers* have lower-case names.
 
         *read_body(limit)* returns the whole body, raising `BodyTooLargeError` past
-        *limit* bytes; it runs under ``Config.read_timeout``.
+        *limit* bytes; it runs under ``Config.read_timeout``. *scheme*, *server_address*,
+        *server_port* and *client_address* only describe the request in its span (the
+        server's address defaults to the ``Host`` header's).
+
+        Every request but the probes' gets an OpenTelemetry SERVER span when
+        opentelemetry-api is installed, current while it is served; a stream's span
+        ends with the stream.
         """
         started = self.config.clock.now()
         run_id = uuid.uuid4().hex
         route = self._routes.get(path)
         if route is not None and route.kind in _PROBES:
             return await self._probe(route, method)
+        span = self._tracing.start(
+            method,
+            path,
+            None if route is None else route.path,
+            query,
+            headers,
+            run_id,
+            scheme=scheme,
+            server_address=server_address,
+            server_port=server_port,
+            client_address=client_address,
+        )
+        request = (method, path, headers, read_body, query, started, run_id, route)
+        if span is None:
+            return await self._serve(*request, None)
+        token = span.attach()
+        try:
+            result = await self._serve(*request, span)
+        except BaseException as exc:
+            _end_aborted(span, exc)
+            raise
+        finally:
+            span.detach(token)
+        if isinstance(result, Response):
+            span.end(result.status)
+        return result  # a StreamCall ends its span with the stream
+
+    async def _serve(  # noqa: C901, PLR0917 -- one linear pipeline of checks
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        read_body: Callable[[int], Awaitable[bytes]],
+        query: str,
+        started: float,
+        run_id: str,
+        route: _Route | None,
+        span: ServerSpan | None,
+    ) -> Response | StreamCall:
         tenant, refusal = self._precheck(route, method, headers)
+        if span is not None:
+            span.set_tenant(tenant)
         body = b""
         if refusal is None:
             try:
@@ -386,7 +499,7 @@ class Service:
                 refusal = ("request_timeout", _CLOSE)
         if refusal is None and route is not None and route.kind is _Kind.HANDLER:
             request = Request(method, path, dict(headers), body, query, tenant, run_id)
-            return await self._run_handler(route, request, started)
+            return await self._run_handler(route, request, started, span)
         document: Any = None
         if refusal is None:
             try:
@@ -400,7 +513,7 @@ class Service:
             code, extra = refusal or ("not_found", ())
             response = problem_response(code, run_id, headers=extra)
             return self._done(method, path, started, run_id, tenant, response)
-        call = StreamCall(self, route, document["input"], tenant, run_id, started)
+        call = StreamCall(self, route, document["input"], tenant, run_id, started, span)
         if route.kind is _Kind.STREAM:
             return call
         return await call.invoke()
@@ -458,7 +571,9 @@ class Service:
                 return problem_response("tenant_rate_limited", run_id, retry_after=exc.retry_after)
         return None
 
-    async def _run_handler(self, route: _Route, request: Request, started: float) -> Response:
+    async def _run_handler(
+        self, route: _Route, request: Request, started: float, span: ServerSpan | None
+    ) -> Response:
         refused = self.admit(request.tenant_id, request.run_id)
         if refused is not None:
             return self._done(
@@ -479,8 +594,17 @@ class Service:
                 msg = f"handler for {route.path} returned {type(result).__name__}, not Response"
                 raise TypeError(msg)  # noqa: TRY301 -- logged with the others below
             response = result
-        except Exception:
-            logger.exception("handler for %s failed (run_id=%s)", route.path, request.run_id)
+        except Exception as exc:  # noqa: BLE001 -- every failure is a 500, logged
+            if span is not None:
+                span.error_type = qualified_name(exc)
+            log_failure(
+                logger,
+                exc,
+                "handler for %s failed (run_id=%s)",
+                route.path,
+                request.run_id,
+                fields={"run_id": request.run_id},
+            )
             response = problem_response("internal_error", request.run_id)
         finally:
             TENANT.reset(token)
@@ -533,8 +657,8 @@ class Service:
         except TimeoutError:
             logger.warning("readiness check %r timed out", check.name)
             return False
-        except Exception:  # whatever a check raises, it failed
-            logger.warning("readiness check %r failed", check.name, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 -- whatever a check raises, it failed
+            log_failure(logger, exc, "readiness check %r failed", check.name, level=logging.WARNING)
             return False
         return bool(result)
 
@@ -585,7 +709,20 @@ class Service:
             }
             if outcome is not None:
                 fields["outcome"] = outcome
+            ids = current_log_ids()  # the request's server span is current here
+            if ids is not None:
+                fields["trace_id"], fields["span_id"] = ids
             access_logger.info("%s %s %d", method, path, status, extra={"serving": fields})
+
+
+def _end_aborted(span: ServerSpan, exc: BaseException) -> None:
+    """End *span* of a request that raised *exc* instead of answering."""
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        span.end(None, outcome="cancelled")
+    elif isinstance(exc, ClientDisconnectedError):
+        span.end(None, outcome="disconnected")
+    else:
+        span.end(None, error=qualified_name(exc))
 
 
 def _is_json(content_type: str) -> bool:
@@ -606,6 +743,7 @@ class StreamCall:
         "_run_id",
         "_scope",
         "_service",
+        "_span",
         "_started",
         "_tenant",
     )
@@ -618,8 +756,10 @@ class StreamCall:
         tenant: str | None,
         run_id: str,
         started: float,
+        span: ServerSpan | None = None,
     ) -> None:
         self._service = service
+        self._span = span
         self._route = route
         self._input = input_
         self._tenant = tenant
@@ -698,12 +838,16 @@ class StreamCall:
 
     def _problem(self, exc: Exception) -> Response:
         code, retry_after, detail = problem_for_exception(exc)
+        if self._span is not None:
+            self._span.error_type = qualified_name(exc)
         if code == "internal_error":
-            logger.error(
+            log_failure(
+                logger,
+                exc,
                 "agent at %s failed (run_id=%s)",
                 self._route.path,
                 self._run_id,
-                exc_info=exc,
+                fields={"run_id": self._run_id},
             )
         return problem_response(code, self._run_id, retry_after=retry_after, detail=detail)
 
@@ -746,10 +890,27 @@ class StreamCall:
             tg.cancel_scope.cancel()
 
     async def _run(self, start: AsyncStart, send: AsyncSend) -> None:
+        span = self._span
+        if span is None:
+            await self._run_stream(start, send)
+            return
+        token = span.attach()  # current for the stream's whole life, agent included
+        try:
+            await self._run_stream(start, send)
+        except BaseException as exc:
+            _end_aborted(span, exc)  # the stream's own end, if it got there, came first
+            raise
+        finally:
+            span.detach(token)
+
+    async def _run_stream(self, start: AsyncStart, send: AsyncSend) -> None:
         service = self._service
+        span = self._span
         refused = service.admit(self._tenant, self._run_id)
         if refused is not None:
             response = self._finish(refused)
+            if span is not None:
+                span.end(response.status)
             await _send_response(start, send, response)
             return
         runner = _StreamRunner(self, start, send)
@@ -776,6 +937,9 @@ class StreamCall:
                 runner.status,
                 outcome,
             )
+            if span is not None:
+                span.error_type = runner.failure_type  # for a 5xx sent before the 200
+                span.end(runner.status, outcome=outcome, error=runner.error_type(outcome))
 
 
 async def _send_response(start: AsyncStart, send: AsyncSend, response: Response) -> None:
@@ -801,6 +965,7 @@ class _StreamRunner:
         "_start",
         "committed",
         "disconnected",
+        "failure_type",
         "outcome",
         "status",
     )
@@ -816,6 +981,18 @@ class _StreamRunner:
         self.disconnected = False
         self.outcome = "completed"
         self.status = 200
+        self.failure_type: str | None = None
+
+    def error_type(self, outcome: str) -> str | None:
+        """Return the span's ``error.type`` if the stream ended in a server error, else None.
+
+        After its 200 a stream can only fail through its terminal event: a problem code
+        of status 5xx. The type is the agent's exception's, else the code.
+        """
+        problem = PROBLEMS.get(outcome)
+        if problem is None or problem.status < 500:  # noqa: PLR2004
+            return None
+        return self.failure_type or outcome
 
     async def _write(self, event: str | None, payload: bytes = b"") -> None:
         """Send one event (or a ping comment when *event* is ``None``), headers first."""
@@ -882,12 +1059,15 @@ class _StreamRunner:
             return
         if failure is not None:
             code, retry_after, detail = problem_for_exception(failure)
+            self.failure_type = qualified_name(failure)
             if code == "internal_error":
-                logger.error(
+                log_failure(
+                    logger,
+                    failure,
                     "agent stream at %s failed (run_id=%s)",
                     call._route.path,  # noqa: SLF001
                     call._run_id,  # noqa: SLF001
-                    exc_info=failure,
+                    fields={"run_id": call._run_id},  # noqa: SLF001
                 )
             self.outcome = code
             await self._terminal_problem(code, retry_after, detail)
