@@ -110,3 +110,19 @@ def test_the_span_attribute_table_is_what_the_spans_carry() -> None:
     documented = {row[0].strip("`") for row in table_rows("attribute")}
     assert documented == seen
     provider.shutdown()
+
+
+def test_the_cli_settings_example_is_a_valid_settings_file(tmp_path: Path) -> None:
+    from seawall_serving._settings import ServeSettings
+    from seawall_serving.config import load
+
+    text = DOC.read_text()
+    section = text[text.index("### Its settings") :]
+    example = section[section.index("```toml\n") + len("```toml\n") :]
+    example = example[: example.index("```")]
+    path = tmp_path / "config.toml"
+    path.write_text(example)
+    settings = load(ServeSettings, path, env_prefix="SEAWALL", env={})
+    assert settings.tenants.rate == 5
+    assert settings.resilience.breaker.enabled is True
+    assert settings.resilience.timeout.seconds == 15
