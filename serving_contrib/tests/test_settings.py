@@ -61,6 +61,12 @@ def test_settings_come_from_the_file_the_environment_and_flags(tmp_path: Path) -
     assert config.tenant_limiter is not None
 
 
+def test_the_deploy_config_file_loads() -> None:
+    path = Path(__file__).resolve().parents[1] / "deploy" / "config.toml"
+    settings = load(ServeSettings, path, env_prefix="SEAWALL", env={})
+    build_config(settings, limiter=tenant_limiter(settings.tenants))  # a valid Config
+
+
 def test_bad_settings_are_all_reported_together(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[server]\nread_timeout = "fast"\nport = 1\n[logging]\nlevel = "LOUD"\n')
