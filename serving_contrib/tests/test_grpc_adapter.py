@@ -611,3 +611,28 @@ def test_cli_serves_grpc_and_drains_on_sigterm(tmp_path: Path) -> None:
         log = server.log_text()
     assert "Traceback" not in log
     assert '"stopped"' in log
+
+
+def test_the_callers_trace_context_reaches_the_server_span() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    with running("grpc", agents={"/v1/chat": Echo()}) as server, client(server) as c:
+        server.service.set_tracer_provider(provider)
+        c.invoke.with_call(
+            message({"agent": "/v1/chat", "input": 1}),
+            metadata=(("x-tenant-id", "acme"), ("traceparent", parent)),
+            timeout=10,
+        )
+    provider.shutdown()
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "POST /v1/chat/invoke"]
+    assert span.context is not None
+    assert format(span.context.trace_id, "032x") == trace_id
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"

@@ -585,10 +585,11 @@ class GrpcAdapter(AdapterBase):
             service.record("POST", path, started, "", None, response.status)
             return response
         headers = {"content-type": "application/json"}
-        tenant_key = self.config.tenant_header.lower()
-        tenant = _request_metadata(context).get(tenant_key)
-        if tenant is not None:
-            headers[tenant_key] = tenant
+        metadata = _request_metadata(context)
+        # The tenant, and the W3C trace context, so the server span joins the caller's trace.
+        for key in (self.config.tenant_header.lower(), "traceparent", "tracestate"):
+            if key in metadata:
+                headers[key] = metadata[key]
         return await service.handle("POST", path, headers, _body_reader(dumps(document)))
 
     async def _invoke(self, request: Any, context: Any) -> Any:
