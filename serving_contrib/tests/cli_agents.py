@@ -222,11 +222,22 @@ def serve_cli(agent: str, log: Path, *args: str, adapter: str = "stdlib") -> Ite
 
     Yields once it listens; kills it on exit if the test did not stop it.
     """
-    command = cli_command(agent, "--adapter", adapter, "--addr", "127.0.0.1:0", *args)
+    with start_cli(
+        [agent, "--adapter", adapter, "--addr", "127.0.0.1:0", *args], log, cli_env()
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_cli(args: list[str], log: Path, env: dict[str, str]) -> Iterator[CliServer]:
+    """Start ``seawall-serve *args`` with *env*, stderr to *log*; yield once it listens.
+
+    Kills it on exit if the test did not stop it.
+    """
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            command,
-            env=cli_env(),
+            cli_command(*args),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,

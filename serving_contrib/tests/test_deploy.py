@@ -37,7 +37,7 @@ import httpx
 import pytest
 
 import seawall_serving
-from cli_agents import CliServer, cli_command
+from cli_agents import CliServer, cli_command, start_cli
 from seawall_serving import _cli
 from seawall_serving._settings import (
     ENV_PREFIX,
@@ -947,21 +947,8 @@ def deployed(tmp_path: Path, config_volume: ConfigMapVolume) -> Iterator[CliServ
         SEAWALL_SERVER__ADDR="127.0.0.1:0",
         OPENAI_API_KEY_FILE=str(key_file),
     )
-    log = tmp_path / "server.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            cli_command(*args),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    server = CliServer(process, log)
-    try:
-        server.wait_listening()
+    with start_cli(args, tmp_path / "server.log", env) as server:
         yield server
-    finally:
-        server.kill()
 
 
 def test_the_deployment_command_serves_probes_and_the_agent_then_drains(
