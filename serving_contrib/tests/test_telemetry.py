@@ -209,6 +209,10 @@ def test_invoke_span_is_the_child_of_traceparent_and_the_parent_of_the_agents_sp
     }
 
     a = attrs(server_span)
+    # The adapters that know the peer say who it is (the others leave it out).
+    client_address = a.pop("client.address", None)
+    if adapter in {"stdlib", "stdlib-trio", "asgi", "fastapi"}:
+        assert client_address == "127.0.0.1"
     assert a == {
         "http.request.method": "POST",
         "url.path": "/v1/chat/invoke",
@@ -809,3 +813,16 @@ def test_the_public_module_names_its_api() -> None:
     )
     assert module.configure_from_env.__module__ == "seawall_serving.telemetry"
     assert module.MetricsHook.__module__ == "seawall_serving.telemetry"
+
+
+@pytest.mark.parametrize("adapter", ["stdlib", "stdlib-trio", "asgi", "fastapi"])
+def test_the_span_names_the_client_and_the_servers_port(adapter: str, spans: Spans) -> None:
+    with (
+        traced(adapter, spans, agents={"/v1/chat": Echo()}) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        assert client.post("/v1/chat/invoke", json={"input": 1}).status_code == 200
+    attributes = attrs(spans.named("POST /v1/chat/invoke"))
+    assert attributes["client.address"] == "127.0.0.1"
+    assert attributes["server.port"] == server.port
+    assert attributes["url.scheme"] == "http"

@@ -78,7 +78,18 @@ async def asgi_serve(adapter: AdapterBase, scope: Scope, receive: Receive, send:
                 return bytes(body)
 
     try:
-        result = await adapter.service.handle(method, path, headers, read_body, query=query)
+        server = scope.get("server") or (None, None)
+        client = scope.get("client") or (None, None)
+        result = await adapter.service.handle(
+            method,
+            path,
+            headers,
+            read_body,
+            query=query,
+            scheme=scope.get("scheme", "http"),
+            server_port=server[1],
+            client_address=client[0],
+        )
     except ClientDisconnectedError:
         return
     if isinstance(result, Response):

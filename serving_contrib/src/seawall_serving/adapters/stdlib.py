@@ -12,7 +12,7 @@ import http
 import logging
 import socket
 import threading
-from typing import Final, Literal, final
+from typing import Any, Final, Literal, final
 
 import anyio
 import anyio.abc
@@ -64,7 +64,7 @@ class _BadRequestError(Exception):
 class _Connection:
     """One client connection: a receive buffer and the writes of its responses."""
 
-    __slots__ = ("adapter", "buf", "eof", "idle_scope", "served", "stream")
+    __slots__ = ("adapter", "buf", "client", "eof", "idle_scope", "local", "served", "stream")
 
     def __init__(self, adapter: StdlibAdapter, stream: anyio.abc.SocketStream) -> None:
         self.adapter = adapter
@@ -73,6 +73,9 @@ class _Connection:
         self.eof = False
         self.idle_scope: anyio.CancelScope | None = None
         self.served = 0
+        # For the request spans: who is calling, and on which of our addresses.
+        self.client = _host(stream, anyio.abc.SocketAttribute.remote_address)
+        self.local = _host(stream, anyio.abc.SocketAttribute.local_address)
 
     async def fill(self) -> bool:
         """Read more bytes into the buffer; ``False`` at end of stream."""
@@ -158,6 +161,14 @@ class _Connection:
             body += await self.read_exactly(size)
             if await self.read_exactly(2) != b"\r\n":
                 raise _BadRequestError
+
+
+def _host(stream: anyio.abc.SocketStream, attribute: Any) -> tuple[str | None, int | None]:
+    """Return the (host, port) of a socket attribute, or (None, None) without one."""
+    address = stream.extra(attribute, None)  # noqa: S610 -- anyio, not Django
+    if isinstance(address, tuple) and len(address) >= 2:  # noqa: PLR2004 -- host, port
+        return str(address[0]), int(address[1])
+    return None, None
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, bool, dict[str, str]]:
@@ -381,7 +392,15 @@ class StdlibAdapter(AdapterBase):
             return body
 
         try:
-            result = await self.service.handle(method, path, headers, read_body, query=query)
+            result = await self.service.handle(
+                method,
+                path,
+                headers,
+                read_body,
+                query=query,
+                server_port=connection.local[1],
+                client_address=connection.client[0],
+            )
         except _BadRequestError as exc:
             await self._write(connection, method, problem_response(exc.code), keep_alive=False)
             return False
