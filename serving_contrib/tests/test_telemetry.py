@@ -83,7 +83,7 @@ class Spans:
             found = [s for s in self.finished() if s.name == name]
             if found:
                 return found[0]
-            time.sleep(0.01)
+            time.sleep(0.01)  # real-clock-ok: waits for another thread to end a span
         raise AssertionError(f"no span {name!r} in {[s.name for s in self.finished()]}")
 
 
